@@ -183,7 +183,9 @@ class FrameWriter:
             )
         sample = self._publisher.loan_slice_uninit(nbytes)
         buf = (ctypes.c_uint8 * nbytes).from_address(sample.payload_ptr)
-        arr = np.frombuffer(memoryview(buf).cast("B"), dtype=layout.dtype).reshape(array_shape(fmt, width, height))
+        arr = np.frombuffer(memoryview(buf).cast("B"), dtype=layout.dtype).reshape(
+            array_shape(fmt, width, height)
+        )
         return FrameSlot(sample, arr, fmt, width, height)
 
     def send(
