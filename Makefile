@@ -8,7 +8,7 @@ export VENV
 
 BUILD_INPUTS := $(shell find src tools/cmake -name package.xml -o -name CMakeLists.txt \
 	-o -name setup.py -o -name setup.cfg -o -name '*.msg' -o -name '*.srv' -o -name '*.cmake' \
-	2>/dev/null) $(wildcard config/* launch/* rviz/*)
+	2>/dev/null) $(wildcard config/* launch/* rviz/* src/us_bringup/us_bringup/*.py src/us_bringup/scripts/*)
 RUN := source env.sh &&
 
 .PHONY: setup demo test lint typecheck unit bench clean distclean help

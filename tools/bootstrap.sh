@@ -12,9 +12,11 @@ log() { printf '\033[1m[bootstrap]\033[0m %s\n' "$*"; }
 find_python() {
   for cand in "${PYTHON:-}" python3.11 python3; do
     [ -n "$cand" ] || continue
-    if command -v "$cand" >/dev/null 2>&1 &&
-       "$cand" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' 2>/dev/null; then
-      command -v "$cand"; return 0
+    # the interpreter itself, not a venv's link to it (e.g. when run from another venv)
+    if command -v "$cand" >/dev/null 2>&1 && "$cand" -c \
+        'import os, sys; assert sys.version_info[:2] == (3, 11); print(os.path.realpath(getattr(sys, "_base_executable", sys.executable)))' \
+        2>/dev/null; then
+      return 0
     fi
   done
   return 1
@@ -39,7 +41,7 @@ apt_install() {
 # Build tools for colcon (ament_cmake + rosidl generate C/C++ and a Python extension).
 DEB_PACKAGES=(cmake g++ make git)
 PY=$(find_python || true)
-if [ -z "$PY" ] || [ "$PY" = /usr/bin/python3 ] || [ "$PY" = /usr/bin/python3.11 ]; then
+if [ -z "$PY" ] || [[ "$PY" == /usr/bin/python3* ]]; then
   # Debian's own Python: venv support and headers come as separate packages.
   DEB_PACKAGES+=(python3 python3-venv python3-dev)
 fi

@@ -24,7 +24,12 @@ if [ "$ros_source" = wheels ]; then
   CMAKE_ARGS+=("-DCMAKE_PROJECT_INCLUDE=$ROOT/tools/cmake/ros_wheels_fix.cmake")
 fi
 
-colcon --log-base log build --base-paths src --symlink-install \
+SKIP=()
+if [ "$ros_source" != wheels ] && [ -d "/opt/ros/$ros_source/share/tf2_msgs" ]; then
+  SKIP=(--packages-skip tf2_msgs)  # the system's tf2_msgs wins over our compatibility build
+fi
+
+colcon --log-base log build --base-paths src --symlink-install "${SKIP[@]}" \
   --event-handlers console_cohesion- summary+ status- \
   --cmake-args "${CMAKE_ARGS[@]}" 2>&1 | grep -v "doesn't contain any 'local_setup" || {
   echo "[build] colcon build failed; see log/latest_build" >&2; exit 1; }

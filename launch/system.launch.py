@@ -1,0 +1,121 @@
+"""Start the tracked-ultrasound graph: ``ros2 launch us_bringup system.launch.py``.
+
+Every node is a lifecycle node started with its YAML from ``config/`` (installed into
+``share/us_bringup/config``) and brought to active automatically. Without ROS 2 installed
+(``launch``/``launch_ros`` are not on PyPI) the same graph starts with ``us-run``.
+"""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch.actions import DeclareLaunchArgument, EmitEvent, GroupAction, RegisterEventHandler
+from launch.conditions import IfCondition
+from launch.events import matches_action
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
+from launch_ros.actions import LifecycleNode
+from launch_ros.event_handlers import OnStateTransition
+from launch_ros.events.lifecycle import ChangeState
+from lifecycle_msgs.msg import Transition
+
+from launch import LaunchDescription
+
+# name, package, executable, params file (same table as us_bringup.graph.GRAPH)
+NODES = [
+    ("acquisition", "us_acquisition", "acquisition_node", "acquisition.yaml"),
+]
+
+
+def _lifecycle_node(name, package, executable, params_file):
+    enabled = PythonExpression(
+        [
+            "'",
+            name,
+            "' in '",
+            LaunchConfiguration("nodes"),
+            "'.split(',') or '",
+            LaunchConfiguration("nodes"),
+            "' == 'all'",
+        ]
+    )
+    overrides = {}
+    if name == "acquisition":
+        overrides = {"source": LaunchConfiguration("source")}
+    node = LifecycleNode(
+        package=package,
+        executable=executable,
+        name=name,
+        namespace=LaunchConfiguration("namespace"),
+        parameters=[
+            PathJoinSubstitution([LaunchConfiguration("config_dir"), params_file]),
+            overrides,
+        ],
+        arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
+        respawn=LaunchConfiguration("respawn"),
+        respawn_delay=1.0,
+        output="screen",
+        condition=IfCondition(enabled),
+    )
+    configure = EmitEvent(
+        event=ChangeState(
+            lifecycle_node_matcher=matches_action(node),
+            transition_id=Transition.TRANSITION_CONFIGURE,
+        ),
+        condition=IfCondition(LaunchConfiguration("autostart")),
+    )
+    activate = RegisterEventHandler(
+        OnStateTransition(
+            target_lifecycle_node=node,
+            goal_state="inactive",
+            entities=[
+                EmitEvent(
+                    event=ChangeState(
+                        lifecycle_node_matcher=matches_action(node),
+                        transition_id=Transition.TRANSITION_ACTIVATE,
+                    )
+                )
+            ],
+        ),
+        condition=IfCondition(LaunchConfiguration("autostart")),
+    )
+    return [activate, node, configure]
+
+
+def generate_launch_description():
+    share = get_package_share_directory("us_bringup")
+    default_config = os.path.join(share, "config")
+    args = [
+        DeclareLaunchArgument(
+            "namespace", default_value="us", description="ROS namespace of every node of the graph"
+        ),
+        DeclareLaunchArgument(
+            "config_dir",
+            default_value=default_config,
+            description="folder with one YAML per node (acquisition.yaml, ...)",
+        ),
+        DeclareLaunchArgument(
+            "nodes", default_value="all", description="comma-separated nodes to run, or 'all'"
+        ),
+        DeclareLaunchArgument(
+            "source",
+            default_value="synthetic",
+            description="acquisition source: sim, synthetic, video, sequence, "
+            "decklink, v4l2, gst_test, gst_pipeline",
+        ),
+        DeclareLaunchArgument(
+            "log_level",
+            default_value="info",
+            description="log level of the nodes: debug, info, warn, error",
+        ),
+        DeclareLaunchArgument(
+            "autostart",
+            default_value="true",
+            description="configure and activate the lifecycle nodes on start",
+        ),
+        DeclareLaunchArgument(
+            "respawn", default_value="false", description="restart a node that dies"
+        ),
+    ]
+    actions = []
+    for name, package, executable, params_file in NODES:
+        actions += _lifecycle_node(name, package, executable, params_file)
+    return LaunchDescription([*args, GroupAction(actions)])

@@ -1,0 +1,218 @@
+"""The acquisition node in a real process: lifecycle, parameters, topics, channel."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+
+from lifecycle_msgs.msg import Transition  # noqa: E402
+from lifecycle_msgs.srv import ChangeState  # noqa: E402
+from rcl_interfaces.msg import Parameter as ParameterMsg  # noqa: E402
+from rcl_interfaces.srv import SetParameters  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import (  # noqa: E402
+    DurabilityPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
+
+from us_frame_channel import FrameReader  # noqa: E402
+from us_interfaces.msg import FrameRef, NodeStatus  # noqa: E402
+
+LATCHED = QoSProfile(
+    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+)
+
+
+class Probe:
+    """A test-side ROS node that drives and watches one acquisition node process."""
+
+    def __init__(self, ns: str) -> None:
+        self.ns = ns
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node(f"probe_{uuid.uuid4().hex[:6]}", context=self.context)
+        self.executor = rclpy.executors.SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.refs: list[FrameRef] = []
+        self.status: list[NodeStatus] = []
+        self.node.create_subscription(
+            FrameRef, f"{ns}/acquisition/frame_ref", self.refs.append, qos_profile_sensor_data
+        )
+        self.node.create_subscription(
+            NodeStatus, f"{ns}/acquisition/status", self.status.append, LATCHED
+        )
+
+    def spin_until(self, cond: Any, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if cond():
+                return True
+            self.executor.spin_once(timeout_sec=0.05)
+        return bool(cond())
+
+    def call(self, srv_type: Any, name: str, request: Any, timeout_s: float = 20.0) -> Any:
+        client = self.node.create_client(srv_type, name)
+        try:
+            assert self.spin_until(lambda: client.service_is_ready(), timeout_s), f"no {name}"
+            fut = client.call_async(request)
+            assert self.spin_until(fut.done, timeout_s), f"{name} did not answer"
+            return fut.result()
+        finally:
+            self.node.destroy_client(client)
+
+    def transition(self, tid: int) -> tuple[bool, float]:
+        req = ChangeState.Request()
+        req.transition.id = tid
+        t0 = time.monotonic()
+        res = self.call(ChangeState, f"{self.ns}/acquisition/change_state", req)
+        return bool(res.success), time.monotonic() - t0
+
+    def set_params(self, **values: Any) -> list[Any]:
+        req = SetParameters.Request()
+        req.parameters = [
+            ParameterMsg(name=k, value=Parameter(k, value=v).get_parameter_value())
+            for k, v in values.items()
+        ]
+        return list(self.call(SetParameters, f"{self.ns}/acquisition/set_parameters", req).results)
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        rclpy.shutdown(context=self.context)
+
+
+@pytest.fixture
+def acquisition() -> Iterator[tuple[subprocess.Popen[str], Probe, str, str]]:
+    uid = uuid.uuid4().hex[:8]
+    ns, channel = f"/t{uid}", f"test/acq-{uid}"
+    proc = subprocess.Popen(
+        [
+            "acquisition_node",
+            "--ros-args",
+            "-r",
+            f"__ns:={ns}",
+            "-p",
+            "source:=synthetic",
+            "-p",
+            "fps:=50.0",
+            "-p",
+            "width:=64",
+            "-p",
+            "height:=48",
+            "-p",
+            f"channel_name:={channel}",
+            "-p",
+            "roi:=[0, 0, 5000, 10]",
+            "-p",
+            "status_rate_hz:=5.0",
+            "-p",
+            "preview_rate_hz:=5.0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
+    probe = Probe(ns)
+    try:
+        yield proc, probe, ns, channel
+    finally:
+        probe.close()
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+
+
+def test_lifecycle_failure_then_success_then_clean_exit(acquisition: Any) -> None:
+    proc, probe, _, channel = acquisition
+    # a bad ROI: configure fails fast with a reason and the process stays up
+    ok, dt = probe.transition(Transition.TRANSITION_CONFIGURE)
+    assert not ok and dt < 2.0
+    assert proc.poll() is None
+    assert probe.spin_until(lambda: any("outside" in s.last_error for s in probe.status), 10)
+
+    # fix the parameter (allowed while unconfigured) and configure again
+    res = probe.set_params(roi=[8, 4, 48, 40], spacing_mm=[0.11, 0.12])
+    assert all(r.successful for r in res), [r.reason for r in res]
+    ok, _ = probe.transition(Transition.TRANSITION_CONFIGURE)
+    assert ok
+    ok, _ = probe.transition(Transition.TRANSITION_ACTIVATE)
+    assert ok
+
+    with FrameReader(channel, wait_s=5.0) as reader:
+        f = reader.read(5.0)
+        assert f is not None
+        with f:
+            assert f.array.shape == (40, 48)
+            assert (f.info.spacing_x_mm, f.info.spacing_y_mm) == (0.11, 0.12)
+        assert probe.spin_until(lambda: len(probe.refs) >= 3, 10), "no FrameRef messages"
+        ref = probe.refs[-1]
+        assert ref.channel == channel and ref.width == 48 and ref.height == 40
+        assert ref.pixel_format == "mono8" and ref.spacing_y_mm == pytest.approx(0.12)
+        assert ref.header.frame_id == "us_image"
+
+        # not live: refused while active, with the reason
+        (r,) = probe.set_params(fps=10.0)
+        assert not r.successful and "applies at configure" in r.reason
+        (r,) = probe.set_params(pixel_format="rgb565")
+        assert not r.successful and "one of" in r.reason
+        # live: spacing changes while streaming
+        (r,) = probe.set_params(spacing_mm=[0.2, 0.3])
+        assert r.successful, r.reason
+        deadline = time.monotonic() + 5
+        seen = False
+        while time.monotonic() < deadline and not seen:
+            f = reader.read(1.0)
+            if f is not None:
+                seen = f.info.spacing_y_mm == 0.3
+                f.release()
+        assert seen
+
+        ok, _ = probe.transition(Transition.TRANSITION_DEACTIVATE)
+        assert ok
+        while reader.try_read() is not None:
+            pass
+        time.sleep(0.2)
+        while (f := reader.try_read()) is not None:  # in flight before the pause
+            f.release()
+        assert reader.read(0.5) is None  # inactive: the channel stays, frames stop
+        ok, _ = probe.transition(Transition.TRANSITION_ACTIVATE)  # resumes on the same channel
+        assert ok
+        assert reader.read(5.0) is not None
+
+    assert probe.spin_until(
+        lambda: any(s.state == NodeStatus.STATE_ACTIVE and s.fps > 10 for s in probe.status), 10
+    )
+    for tid in (
+        Transition.TRANSITION_DEACTIVATE,
+        Transition.TRANSITION_CLEANUP,
+        Transition.TRANSITION_UNCONFIGURED_SHUTDOWN,
+    ):
+        ok, _ = probe.transition(tid)
+        assert ok
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=10) == 0
+
+
+def test_missing_recording_fails_configure_with_the_file_named(acquisition: Any) -> None:
+    proc, probe, _, _ = acquisition
+    res = probe.set_params(
+        source="sequence", source_path="/nonexistent/scan.igs.mha", roi=[0, 0, 0, 0]
+    )
+    assert all(r.successful for r in res)
+    ok, dt = probe.transition(Transition.TRANSITION_CONFIGURE)
+    assert not ok and dt < 2.0 and proc.poll() is None
+    assert probe.spin_until(lambda: any(s.last_error for s in probe.status), 10)
+    # whichever layer refuses (the replay source or its absence), it says what is wrong
+    errors = [s.last_error for s in probe.status if s.last_error]
+    assert any("scan.igs.mha" in e or "not available" in e for e in errors), errors

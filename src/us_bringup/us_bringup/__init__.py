@@ -1,0 +1,1 @@
+"""Bring-up of the tracked-ultrasound graph: runner and monitor."""

@@ -1,0 +1,22 @@
+"""The nodes of the graph and how to start them (shared by the runner and the launch file)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class NodeEntry:
+    name: str  # ROS node name
+    package: str
+    executable: str
+    params_file: str  # in config/
+    lifecycle: bool = True
+
+
+#: In start order. Nodes of later issues are added here as they are built.
+GRAPH: tuple[NodeEntry, ...] = (
+    NodeEntry("acquisition", "us_acquisition", "acquisition_node", "acquisition.yaml"),
+)
+NODES = {n.name: n for n in GRAPH}
+DEFAULT_NAMESPACE = "us"

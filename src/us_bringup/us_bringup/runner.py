@@ -1,0 +1,298 @@
+"""``us-run``: start the graph's nodes from config/*.yaml without ``ros2 launch``.
+
+Each node runs in its own process (its console script, as ``ros2 run`` would start it),
+with its YAML from ``config/``; the runner drives lifecycle nodes to active through their
+``change_state`` services, prefixes and forwards their output, and on Ctrl-C (or SIGTERM)
+takes them down cleanly: deactivate, cleanup, shutdown, then SIGINT, then SIGTERM after a
+timeout. With ``--respawn`` a node that dies is started again and brought back to active.
+
+    us-run                                  # every node, config from the workspace
+    us-run --nodes acquisition --set acquisition.source=synthetic --set acquisition.fps=60
+    us-run --duration 20                    # stop by itself after 20 s (demos, tests)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .graph import DEFAULT_NAMESPACE, GRAPH, NODES, NodeEntry
+
+
+def _config_dir() -> Path:
+    root = os.environ.get("US_WS_ROOT")
+    if root and (Path(root) / "config").is_dir():
+        return Path(root) / "config"
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return Path(get_package_share_directory("us_bringup")) / "config"
+    except Exception:  # noqa: BLE001
+        return Path.cwd() / "config"
+
+
+def _executable(entry: NodeEntry) -> str:
+    from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+
+    try:
+        prefix = get_package_prefix(entry.package)
+    except PackageNotFoundError:
+        raise SystemExit(
+            f"us-run: package {entry.package} is not built (run `make setup`)"
+        ) from None
+    exe = Path(prefix) / "lib" / entry.package / entry.executable
+    if not exe.exists():
+        raise SystemExit(f"us-run: {exe} missing (run `make setup`)")
+    return str(exe)
+
+
+def _ros_value(text: str) -> str:
+    return text  # passed through `-p name:=value`, which parses YAML scalars and lists
+
+
+@dataclass
+class Child:
+    entry: NodeEntry
+    args: list[str]
+    proc: subprocess.Popen[str] | None = None
+    restarts: int = 0
+    threads: list[threading.Thread] = field(default_factory=list)
+
+
+class Runner:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.ns = "/" + args.namespace.strip("/") if args.namespace.strip("/") else ""
+        self.stopping = threading.Event()
+        self.children: list[Child] = []
+        self.lock = threading.Lock()
+        self._rclpy: Any = None
+        self._node: Any = None
+
+    # -- output ------------------------------------------------------------------------
+    def say(self, text: str) -> None:
+        with self.lock:
+            print(f"[us-run] {text}", flush=True)
+
+    def _pump(self, child: Child, stream: Any) -> None:
+        for line in stream:
+            with self.lock:
+                sys.stdout.write(f"[{child.entry.name}] {line}")
+                sys.stdout.flush()
+
+    # -- processes -----------------------------------------------------------------------
+    def _command(self, entry: NodeEntry) -> list[str]:
+        cfg = _config_dir() / entry.params_file
+        cmd = [_executable(entry), "--ros-args", "-r", f"__node:={entry.name}"]
+        if self.ns:
+            cmd += ["-r", f"__ns:={self.ns}"]
+        if cfg.exists():
+            cmd += ["--params-file", str(cfg)]
+        cmd += ["--log-level", self.args.log_level]
+        for item in self.args.set or []:
+            target, _, assignment = item.partition(".")
+            if target == entry.name:
+                key, _, value = assignment.partition("=")
+                cmd += ["-p", f"{key}:={_ros_value(value)}"]
+        return cmd
+
+    def start(self, child: Child) -> None:
+        child.proc = subprocess.Popen(
+            child.args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+            start_new_session=True,
+        )
+        t = threading.Thread(target=self._pump, args=(child, child.proc.stdout), daemon=True)
+        t.start()
+        child.threads.append(t)
+        self.say(f"started {child.entry.name} (pid {child.proc.pid})")
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def _ros(self) -> Any:
+        if self._node is None:
+            import rclpy
+
+            rclpy.init(args=None, signal_handler_options=rclpy.signals.SignalHandlerOptions.NO)
+            self._rclpy = rclpy
+            self._node = rclpy.create_node(f"us_run_{os.getpid()}")
+        return self._node
+
+    def transition(self, entry: NodeEntry, label: str, timeout_s: float) -> bool:
+        from lifecycle_msgs.msg import Transition
+        from lifecycle_msgs.srv import ChangeState
+
+        ids = {
+            "configure": Transition.TRANSITION_CONFIGURE,
+            "activate": Transition.TRANSITION_ACTIVATE,
+            "deactivate": Transition.TRANSITION_DEACTIVATE,
+            "cleanup": Transition.TRANSITION_CLEANUP,
+            "shutdown": Transition.TRANSITION_UNCONFIGURED_SHUTDOWN,
+        }
+        node = self._ros()
+        client = node.create_client(ChangeState, f"{self.ns}/{entry.name}/change_state")
+        try:
+            deadline = time.monotonic() + timeout_s
+            while not client.wait_for_service(timeout_sec=0.2):
+                if time.monotonic() > deadline or (
+                    self.stopping.is_set() and label in ("configure", "activate")
+                ):
+                    self.say(f"{entry.name}: no lifecycle service within {timeout_s:.0f} s")
+                    return False
+            req = ChangeState.Request()
+            req.transition.id = ids[label]
+            fut = client.call_async(req)
+            while not fut.done():
+                self._rclpy.spin_once(node, timeout_sec=0.1)
+                if time.monotonic() > deadline:
+                    self.say(f"{entry.name}: {label} timed out after {timeout_s:.0f} s")
+                    return False
+            ok = bool(fut.result().success)
+            self.say(f"{entry.name}: {label} {'ok' if ok else 'FAILED (see its log above)'}")
+            return ok
+        finally:
+            node.destroy_client(client)
+
+    def bring_up(self, child: Child) -> bool:
+        if not child.entry.lifecycle:
+            return True
+        t = self.args.transition_timeout
+        return self.transition(child.entry, "configure", t) and self.transition(
+            child.entry, "activate", t
+        )
+
+    def shut_down(self) -> None:
+        self.stopping.set()
+        for child in reversed(self.children):
+            proc = child.proc
+            if proc is None or proc.poll() is not None:
+                continue
+            if child.entry.lifecycle:
+                for label in ("deactivate", "cleanup", "shutdown"):
+                    self.transition(child.entry, label, 5.0)
+            proc.send_signal(signal.SIGINT)
+        for child in self.children:
+            proc = child.proc
+            if proc is None:
+                continue
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.say(f"{child.entry.name} did not stop in 10 s: SIGTERM")
+                proc.terminate()
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            self.say(f"{child.entry.name} exited with code {proc.returncode}")
+        if self._node is not None:
+            self._node.destroy_node()
+            self._rclpy.shutdown()
+
+    # -- main loop -----------------------------------------------------------------------
+    def run(self) -> int:
+        names = (
+            [n for n in self.args.nodes.split(",") if n]
+            if self.args.nodes
+            else [g.name for g in GRAPH]
+        )
+        unknown = [n for n in names if n not in NODES]
+        if unknown:
+            self.say(f"unknown nodes {unknown}; known: {', '.join(NODES)}")
+            return 2
+        for name in names:
+            entry = NODES[name]
+            self.children.append(Child(entry, self._command(entry)))
+        rc = 0
+        try:
+            for child in self.children:
+                self.start(child)
+            for child in self.children:
+                if not self.bring_up(child):
+                    rc = 1
+                    if not self.args.keep_going:
+                        self.say(
+                            "a node failed to come up; stopping (use --keep-going to continue)"
+                        )
+                        return rc
+            self.say(
+                "graph is up; Ctrl-C stops it"
+                + (
+                    f" (stops by itself after {self.args.duration:g} s)"
+                    if self.args.duration
+                    else ""
+                )
+            )
+            t_end = time.monotonic() + self.args.duration if self.args.duration else None
+            while not self.stopping.is_set():
+                if t_end is not None and time.monotonic() >= t_end:
+                    break
+                for child in self.children:
+                    if child.proc is not None and child.proc.poll() is not None:
+                        code = child.proc.returncode
+                        if self.args.respawn and child.restarts < self.args.max_restarts:
+                            child.restarts += 1
+                            self.say(
+                                f"{child.entry.name} died (exit {code}); respawn #{child.restarts}"
+                            )
+                            self.start(child)
+                            self.bring_up(child)
+                        else:
+                            self.say(f"{child.entry.name} exited (code {code}); stopping the graph")
+                            rc = rc or 1
+                            self.stopping.set()
+                self.stopping.wait(0.2)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.say("stopping")
+            self.shut_down()
+        return rc
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="us-run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--nodes", default="", help=f"comma-separated subset of: {', '.join(NODES)}")
+    p.add_argument("--namespace", default=DEFAULT_NAMESPACE, help="ROS namespace of the nodes")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warn", "error"])
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="NODE.PARAM=VALUE",
+        help="override a parameter, e.g. acquisition.source=synthetic (repeatable)",
+    )
+    p.add_argument("--duration", type=float, default=0.0, help="stop after this many s (0 = never)")
+    p.add_argument("--respawn", action="store_true", help="restart nodes that die")
+    p.add_argument("--max-restarts", type=int, default=5)
+    p.add_argument(
+        "--keep-going", action="store_true", help="keep running if a node fails to come up"
+    )
+    p.add_argument(
+        "--transition-timeout", type=float, default=30.0, help="s per lifecycle transition"
+    )
+    args = p.parse_args(argv)
+    runner = Runner(args)
+
+    def _term(signum: int, frame: Any) -> None:
+        runner.stopping.set()
+
+    signal.signal(signal.SIGTERM, _term)
+    signal.signal(signal.SIGINT, _term)
+    return runner.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
