@@ -38,8 +38,13 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
-# Build tools for colcon (ament_cmake + rosidl generate C/C++ and a Python extension).
-DEB_PACKAGES=(cmake g++ make git)
+# Build tools for colcon (ament_cmake + rosidl generate C/C++ and a Python extension);
+# GStreamer for DeckLink / UVC capture (decklinkvideosrc is in plugins-bad, v4l2src in
+# plugins-good) and what PyGObject needs to build against it (docs/capture-devices.md).
+DEB_PACKAGES=(cmake g++ make git pkg-config gcc
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+  gstreamer1.0-tools gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0
+  libgirepository1.0-dev libcairo2-dev)
 PY=$(find_python || true)
 if [ -z "$PY" ] || [[ "$PY" == /usr/bin/python3* ]]; then
   # Debian's own Python: venv support and headers come as separate packages.
@@ -72,7 +77,7 @@ log "pip install (pinned; quick when nothing changed)"
   "${REQS[@]}" -c requirements/constraints.txt 2>&1 | grep -v "is ignored: it is neither" || true
 "$VENV/bin/python" - <<'PYEOF'
 import importlib.util, sys
-missing = [m for m in ("rclpy", "iceoryx2", "numpy", "colcon_core") if importlib.util.find_spec(m) is None]
+missing = [m for m in ("rclpy", "iceoryx2", "numpy", "colcon_core", "gi", "av") if importlib.util.find_spec(m) is None]
 if missing:
     sys.exit(f"[bootstrap] after pip install these modules are still missing: {missing}")
 PYEOF

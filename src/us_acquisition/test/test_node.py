@@ -216,3 +216,83 @@ def test_missing_recording_fails_configure_with_the_file_named(acquisition: Any)
     # whichever layer refuses (the replay source or its absence), it says what is wrong
     errors = [s.last_error for s in probe.status if s.last_error]
     assert any("scan.igs.mha" in e or "not available" in e for e in errors), errors
+
+
+def test_simulated_sweep_publishes_tracker_poses_on_tf() -> None:
+    from tf2_msgs.msg import TFMessage
+
+    uid = uuid.uuid4().hex[:8]
+    ns = f"/t{uid}"
+    proc = subprocess.Popen(
+        [
+            "acquisition_node",
+            "--ros-args",
+            "-r",
+            f"__ns:={ns}",
+            "-p",
+            "source:=sim",
+            "-p",
+            "width:=160",
+            "-p",
+            "height:=120",
+            "-p",
+            "fps:=30.0",
+            "-p",
+            f"channel_name:=test/sim-{uid}",
+            "-p",
+            "sim_tracker_rate_hz:=120.0",
+            "-p",
+            f"tf_parent_frames:=[tracker_{uid}]",
+            "-p",
+            f"tf_child_frames:=[probe_{uid}]",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    probe = Probe(ns)
+    got: list[Any] = []
+    probe.node.create_subscription(TFMessage, "/tf", got.append, 100)
+    try:
+        ok, _ = probe.transition(Transition.TRANSITION_CONFIGURE)
+        assert ok
+        ok, _ = probe.transition(Transition.TRANSITION_ACTIVATE)
+        assert ok
+
+        def ours() -> list[Any]:
+            return [t for m in got for t in m.transforms if t.child_frame_id == f"probe_{uid}"]
+
+        assert probe.spin_until(lambda: len(ours()) >= 2, 20), "no probe pose on /tf"
+        n0, t0 = len(ours()), time.monotonic()
+        probe.spin_until(lambda: False, 1.0)
+        rate = (len(ours()) - n0) / (time.monotonic() - t0)
+        assert 60 <= rate <= 180, rate  # ~120 Hz tracker, delivered in bursts per frame
+        t = ours()[-1]
+        assert t.header.frame_id == f"tracker_{uid}"
+        q = t.transform.rotation
+        assert abs(q.x**2 + q.y**2 + q.z**2 + q.w**2 - 1) < 1e-6
+        assert abs(t.transform.translation.z) < 0.2  # metres: the neck is ~ +-5 cm
+        stamps = [s.header.stamp.sec * 10**9 + s.header.stamp.nanosec for s in ours()]
+        assert stamps == sorted(stamps)
+    finally:
+        probe.close()
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def test_rclpy_after_gstreamer_in_one_process_does_not_abort() -> None:
+    """GStreamer's libunwind must not break Fast DDS's C++ exceptions (see gstreamer.py)."""
+    pytest.importorskip("gi")
+    code = (
+        "from us_acquisition.sources.gstreamer import GStreamerConfig, GStreamerSource\n"
+        "s = GStreamerSource(GStreamerConfig(kind='test', pixel_format='mono8', width=64,"
+        " height=48, fps=30))\n"
+        "s.open(); assert s.read(2.0) is not None; s.close()\n"
+        "import rclpy\n"
+        "rclpy.init(); n = rclpy.create_node('after_gst'); n.destroy_node(); rclpy.shutdown()\n"
+        "print('survived')\n"
+    )
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "survived" in out.stdout, out.stderr[-2000:]

@@ -9,6 +9,7 @@ A failing callback is counted and logged but never stops acquisition.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import threading
 import time
@@ -98,6 +99,11 @@ class CaptureLoop:
         """Open the source and create the channel; raise SourceError/ChannelError/GeometryError."""
         info = self.source.open()
         try:
+            src_roi = info.extra.get("roi")
+            if self.geometry.roi is None and src_roi:
+                # the source knows where its image is on the screen (e.g. the simulator's
+                # scanner-screen mode); a configured ROI always wins
+                self.geometry = dataclasses.replace(self.geometry, roi=tuple(src_roi))
             self.geometry.check_fits(info.width, info.height)
             out_w, out_h = self.geometry.output_size(info.width, info.height)
             need = frame_bytes(info.pixel_format, out_w, out_h)
