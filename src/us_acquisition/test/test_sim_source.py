@@ -37,7 +37,8 @@ def test_frames_carry_labels_spacing_and_tracker_samples() -> None:
         assert f.labels is not None and f.labels.shape == f.image.shape
         assert f.spacing_mm is not None and min(f.spacing_mm) > 0
         for t in f.transforms:
-            assert (t.from_frame, t.to_frame, t.valid) == ("Probe", "Tracker", True)
+            assert (t.from_frame, t.to_frame, t.valid) == ("probe", "tracker", True)
+            assert t.name == "ProbeToTracker"
             assert t.timestamp_ns <= f.host_timestamp_ns
         n_tracker += len(f.transforms)
     # 120 Hz tracker vs 30 fps video: 4 samples per frame (+1 at t=0)

@@ -287,10 +287,10 @@ class AcquisitionNode(LifecycleNode):
     def _publish_tf(self, publisher: Any, pub: PublishedFrame) -> None:
         msg = TFMessage()
         for t in pub.frame.transforms:
-            name = f"{t.from_frame}To{t.to_frame}"
-            frames = self._tf_map.get(name)
-            if frames is None or not t.valid:
-                continue  # unmapped, or the tracker lost it: a gap, never a guess
+            if not t.valid:
+                continue  # the tracker lost it: a gap in /tf, never a guess
+            # configured TF frames for the source's transform name, else its own names
+            frames = self._tf_map.get(t.name) or (t.to_frame, t.from_frame)
             ts = TransformStamped()
             ts.header.stamp = _stamp(t.timestamp_ns)
             ts.header.frame_id, ts.child_frame_id = frames

@@ -48,6 +48,9 @@ class TrackedTransform:
 
     ``matrix`` (4, 4) float64 maps ``from_frame`` coordinates into ``to_frame``
     coordinates, translation in mm (PLUS naming: "ProbeToTracker" = T_tracker_probe).
+    ``from_frame``/``to_frame`` are TF-style frame names (``probe``, ``tracker``);
+    ``name`` is the source's own transform name (``ProbeToTracker``), which the node's
+    ``tf_transform_names`` map onto configured TF frames.
     """
 
     from_frame: str
@@ -55,6 +58,7 @@ class TrackedTransform:
     matrix: npt.NDArray[np.float64]
     valid: bool
     timestamp_ns: int  # host CLOCK_REALTIME (or recording) time of the sample, ns
+    name: str = ""
 
 
 @dataclass

@@ -248,6 +248,7 @@ class SequenceFileSource(FrameSource):
                 matrix=mats[i],
                 valid=bool(seq.transform_status[name][i]),
                 timestamp_ns=host_ns,
+                name=name,
             )
             for name, mats in seq.transforms.items()
         ]

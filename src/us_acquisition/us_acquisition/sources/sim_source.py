@@ -221,7 +221,12 @@ class SimulatorSource(FrameSource):
             T[:, :3, 3] += self._rng.normal(0.0, self.noise_mm, size=(ts.size, 3))
         return [
             TrackedTransform(
-                "Probe", "Tracker", T[i], True, self._t0_wall_ns + round(float(ts[i]) * 1e9)
+                "probe",
+                "tracker",
+                T[i],
+                True,
+                self._t0_wall_ns + round(float(ts[i]) * 1e9),
+                name="ProbeToTracker",
             )
             for i in range(ts.size)
         ]
