@@ -73,8 +73,11 @@ fi
 REQS=(-r requirements/base.txt)
 [ -n "$SYSTEM_ROS" ] || REQS+=(-r requirements/ros-wheels.txt)
 log "pip install (pinned; quick when nothing changed)"
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-  "${REQS[@]}" -c requirements/constraints.txt 2>&1 | grep -v "is ignored: it is neither" || true
+if ! "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "${REQS[@]}" -c requirements/constraints.txt > "$VENV/pip-install.log" 2>&1; then
+  grep -v "is ignored: it is neither" "$VENV/pip-install.log" | tail -30
+  log "pip install failed (full log: $VENV/pip-install.log)"; exit 1
+fi
 "$VENV/bin/python" - <<'PYEOF'
 import importlib.util, sys
 missing = [m for m in ("rclpy", "iceoryx2", "numpy", "colcon_core", "gi", "av") if importlib.util.find_spec(m) is None]
