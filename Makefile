@@ -30,7 +30,7 @@ install/.us-build-stamp: $(VENV)/.us-deps-stamp tools/build.sh $(BUILD_INPUTS)
 	touch $@
 
 demo: setup
-	$(RUN) us-channel demo
+	$(RUN) us-demo
 
 lint: setup
 	$(RUN) ruff check .
