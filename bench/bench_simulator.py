@@ -80,8 +80,11 @@ def main() -> int:
     }
     rows = [
         ("image formation 640x480", f"{fps_640:8.1f} fps", f"{1e3 / fps_640:6.1f} ms/frame"),
-        (f"screen 1920x1080 (ROI {sim1080.roi[2]}x{sim1080.roi[3]})", f"{fps_1080:8.1f} fps",
-         f"{1e3 / fps_1080:6.1f} ms/frame"),
+        (
+            f"screen 1920x1080 (ROI {sim1080.roi[2]}x{sim1080.roi[3]})",
+            f"{fps_1080:8.1f} fps",
+            f"{1e3 / fps_1080:6.1f} ms/frame",
+        ),
         (f"phantom build ({args.spacing} mm, {phantom.shape})", f"{build_s:8.2f} s", ""),
         ("label volume", f"{phantom.labels.nbytes / 1e6:8.1f} MB", ""),
         ("peak RSS", f"{maxrss_mb:8.1f} MB", ""),

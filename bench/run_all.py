@@ -20,6 +20,7 @@ HERE = Path(__file__).resolve().parent
 BENCHES = {
     "channel": HERE / "bench_channel.py",
     "simulator": HERE / "bench_simulator.py",
+    "acquisition": HERE / "bench_acquisition.py",
 }
 
 
@@ -48,6 +49,12 @@ def main() -> int:
         print(f"== {name}: exit {rc} after {time.monotonic() - t0:.0f} s", flush=True)
         if rc:
             failed.append(name)
+    summary = subprocess.run(
+        [sys.executable, str(HERE / "report.py")], capture_output=True, text=True, env=env
+    )
+    (HERE / "results" / "summary.md").write_text(summary.stdout)
+    print(summary.stdout)
+    print(f"tables: {HERE / 'results' / 'summary.md'}")
     if failed:
         print("failed:", ", ".join(failed))
     return 1 if failed else 0

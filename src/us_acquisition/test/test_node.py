@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -180,10 +181,7 @@ def test_lifecycle_failure_then_success_then_clean_exit(acquisition: Any) -> Non
 
         ok, _ = probe.transition(Transition.TRANSITION_DEACTIVATE)
         assert ok
-        while reader.try_read() is not None:
-            pass
-        time.sleep(0.2)
-        while (f := reader.try_read()) is not None:  # in flight before the pause
+        while (f := reader.try_read()) is not None:  # published before the pause
             f.release()
         assert reader.read(0.5) is None  # inactive: the channel stays, frames stop
         ok, _ = probe.transition(Transition.TRANSITION_ACTIVATE)  # resumes on the same channel
@@ -218,50 +216,50 @@ def test_missing_recording_fails_configure_with_the_file_named(acquisition: Any)
     assert any("scan.igs.mha" in e or "not available" in e for e in errors), errors
 
 
-def test_simulated_sweep_publishes_tracker_poses_on_tf() -> None:
+@contextlib.contextmanager
+def _configured_node_on_tf(**params: str) -> Iterator[tuple[Probe, str, Any]]:
+    """An acquisition node process, configured, with a probe listening to /tf.
+
+    Yields ``(probe, uid, ours)``; ``ours()`` lists the received transforms whose child
+    frame is this node's ``probe_<uid>`` (parallel tests use other frame names).
+    """
     from tf2_msgs.msg import TFMessage
 
     uid = uuid.uuid4().hex[:8]
     ns = f"/t{uid}"
-    proc = subprocess.Popen(
-        [
-            "acquisition_node",
-            "--ros-args",
-            "-r",
-            f"__ns:={ns}",
-            "-p",
-            "source:=sim",
-            "-p",
-            "width:=160",
-            "-p",
-            "height:=120",
-            "-p",
-            "fps:=30.0",
-            "-p",
-            f"channel_name:=test/sim-{uid}",
-            "-p",
-            "sim_tracker_rate_hz:=120.0",
-            "-p",
-            f"tf_parent_frames:=[tracker_{uid}]",
-            "-p",
-            f"tf_child_frames:=[probe_{uid}]",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    params = {
+        "channel_name": f"test/tf-{uid}",
+        "tf_parent_frames": f"[tracker_{uid}]",
+        "tf_child_frames": f"[probe_{uid}]",
+        **params,
+    }
+    args = ["acquisition_node", "--ros-args", "-r", f"__ns:={ns}"]
+    for key, value in params.items():
+        args += ["-p", f"{key}:={value}"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     probe = Probe(ns)
     got: list[Any] = []
     probe.node.create_subscription(TFMessage, "/tf", got.append, 100)
+
+    def ours() -> list[Any]:
+        return [t for m in got for t in m.transforms if t.child_frame_id == f"probe_{uid}"]
+
     try:
         ok, _ = probe.transition(Transition.TRANSITION_CONFIGURE)
         assert ok
+        yield probe, uid, ours
+    finally:
+        probe.close()
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def test_simulated_sweep_publishes_tracker_poses_on_tf() -> None:
+    with _configured_node_on_tf(
+        source="sim", width="160", height="120", fps="30.0", sim_tracker_rate_hz="120.0"
+    ) as (probe, uid, ours):
         ok, _ = probe.transition(Transition.TRANSITION_ACTIVATE)
         assert ok
-
-        def ours() -> list[Any]:
-            return [t for m in got for t in m.transforms if t.child_frame_id == f"probe_{uid}"]
-
         assert probe.spin_until(lambda: len(ours()) >= 2, 20), "no probe pose on /tf"
         n0, t0 = len(ours()), time.monotonic()
         probe.spin_until(lambda: False, 1.0)
@@ -274,10 +272,6 @@ def test_simulated_sweep_publishes_tracker_poses_on_tf() -> None:
         assert abs(t.transform.translation.z) < 0.2  # metres: the neck is ~ +-5 cm
         stamps = [s.header.stamp.sec * 10**9 + s.header.stamp.nanosec for s in ours()]
         assert stamps == sorted(stamps)
-    finally:
-        probe.close()
-        proc.kill()
-        proc.wait(timeout=10)
 
 
 def test_rclpy_after_gstreamer_in_one_process_does_not_abort() -> None:
@@ -296,3 +290,47 @@ def test_rclpy_after_gstreamer_in_one_process_does_not_abort() -> None:
 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "survived" in out.stdout, out.stderr[-2000:]
+
+
+def test_tracked_recording_replays_with_its_transforms_on_tf(tmp_path: Any) -> None:
+    """A PLUS sequence file: frames into the channel, ProbeToTracker onto /tf, invalid
+    tracker samples left out (a gap, never a guess)."""
+    import numpy as np
+    from us_acquisition.sequence_io import TrackedSequence, write_sequence
+
+    n = 20
+    frames = np.stack([np.full((24, 32), 10 * i, np.uint8) for i in range(n)])
+    mats = np.repeat(np.eye(4)[None], n, axis=0)
+    mats[:, 0, 3] = np.arange(n) * 1.0  # probe moves 1 mm per frame along x
+    status = np.ones(n, dtype=bool)
+    status[5] = False  # the tracker lost the probe for one frame
+    path = tmp_path / "scan.igs.mha"
+    write_sequence(
+        path,
+        TrackedSequence(
+            frames=frames,
+            timestamps_s=np.arange(n) * 0.05,
+            transforms={"ProbeToTracker": mats},
+            transform_status={"ProbeToTracker": status},
+            spacing_mm=(0.2, 0.2),
+        ),
+    )
+
+    with _configured_node_on_tf(
+        source="sequence", source_path=str(path), loop="false", realtime="true"
+    ) as (probe, uid, ours):
+        with FrameReader(f"test/tf-{uid}", wait_s=5.0) as reader:
+            ok, _ = probe.transition(Transition.TRANSITION_ACTIVATE)
+            assert ok
+            seen = []
+            while len(seen) < n:
+                f = reader.read(5.0)
+                assert f is not None, f"only {len(seen)} of {n} frames replayed"
+                with f:
+                    seen.append(int(f.array[0, 0]))
+                    assert f.info.spacing_x_mm == pytest.approx(0.2)
+            assert seen == [10 * i for i in range(n)]
+        assert probe.spin_until(lambda: len(ours()) >= n - 1, 10)
+        xs = sorted(round(t.transform.translation.x * 1000) for t in ours())  # m -> mm
+        assert xs == [i for i in range(n) if i != 5]  # frame 5's invalid pose left out
+        assert all(t.header.frame_id == f"tracker_{uid}" for t in ours())

@@ -87,6 +87,7 @@ class CaptureLoop:
         self._running = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._publish_lock = threading.Lock()
         self._state = "closed"
         self._last_error = ""
         self._produced = 0
@@ -147,7 +148,10 @@ class CaptureLoop:
             self._state = "running"
 
     def pause(self) -> None:
+        """Stop publishing; when this returns no further frame enters the channel."""
         self._running.clear()
+        with self._publish_lock:
+            pass
         if self._state == "running":
             self._state = "paused"
 
@@ -194,9 +198,11 @@ class CaptureLoop:
             except Exception as exc:  # noqa: BLE001 - a source bug must not kill the thread
                 self._fail(f"source failed: {type(exc).__name__}: {exc}")
                 continue
-            if frame is None or not self._running.is_set():
+            if frame is None:
                 continue
-            self._publish(frame)
+            with self._publish_lock:  # pause() waits for a publish in flight
+                if self._running.is_set():
+                    self._publish(frame)
 
     def _fail(self, message: str) -> None:
         self._last_error = message
