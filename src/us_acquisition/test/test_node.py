@@ -334,3 +334,18 @@ def test_tracked_recording_replays_with_its_transforms_on_tf(tmp_path: Any) -> N
         xs = sorted(round(t.transform.translation.x * 1000) for t in ours())  # m -> mm
         assert xs == [i for i in range(n) if i != 5]  # frame 5's invalid pose left out
         assert all(t.header.frame_id == f"tracker_{uid}" for t in ours())
+
+
+def test_quaternion_of_tracker_matrices_matches_scipy() -> None:
+    import numpy as np
+    from scipy.spatial.transform import Rotation
+
+    from us_acquisition.node import _quaternion
+
+    for seed in range(200):
+        r = Rotation.random(random_state=seed)
+        m = np.eye(4)
+        m[:3, :3] = r.as_matrix() * (1 + 1e-4)  # trackers' matrices are not exactly orthonormal
+        q = np.array(_quaternion(m))
+        want = r.as_quat()
+        assert min(np.abs(q - want).max(), np.abs(q + want).max()) < 1e-6
