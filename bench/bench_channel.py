@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,27 @@ def _copy_floor(frame: np.ndarray, dst: np.ndarray, n: int) -> tuple[list[float]
     return hot, cold
 
 
+def _paced(
+    a: argparse.Namespace, publish_one: Callable[[int], object]
+) -> tuple[list[float], float, float]:
+    """Publish ``a.frames`` frames at ``a.fps`` (0 = as fast as possible).
+
+    Returns the duration of each publish call (us), process CPU time (s) and wall time (s).
+    """
+    pub_us: list[float] = []
+    period = 1.0 / a.fps if a.fps > 0 else 0.0
+    cpu0, t0 = time.process_time(), time.monotonic()
+    for i in range(a.frames):
+        if period:
+            delay = t0 + i * period - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        s = time.perf_counter()
+        publish_one(i)
+        pub_us.append((time.perf_counter() - s) * 1e6)
+    return pub_us, time.process_time() - cpu0, time.monotonic() - t0
+
+
 def _producer_result(
     a: argparse.Namespace, frame: np.ndarray, pub_us: list[float], cpu_s: float, wall_s: float
 ) -> dict[str, Any]:
@@ -121,19 +143,7 @@ def producer_iox(a: argparse.Namespace) -> dict[str, Any]:
             w.publish(frame, a.format)
         print(json.dumps({"event": "go"}), flush=True)
         time.sleep(0.2)
-        pub_us: list[float] = []
-        period = 1.0 / a.fps if a.fps > 0 else 0.0
-        cpu0, t0 = time.process_time(), time.monotonic()
-        for i in range(a.frames):
-            if period:
-                delay = t0 + i * period - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-            s = time.perf_counter()
-            w.publish(frame, a.format)
-            pub_us.append((time.perf_counter() - s) * 1e6)
-        cpu = time.process_time() - cpu0
-        wall = time.monotonic() - t0
+        pub_us, cpu, wall = _paced(a, lambda i: w.publish(frame, a.format))
         result = _producer_result(a, frame, pub_us, cpu, wall)
         time.sleep(0.5)
     return result
@@ -203,23 +213,14 @@ def producer_ros(a: argparse.Namespace) -> dict[str, Any]:
         m.data.frombytes(frame.data)  # fast path; `m.data = arr` costs ~16 ms
         return m
 
-    pub_us: list[float] = []
-    period = 1.0 / a.fps if a.fps > 0 else 0.0
-    cpu0, t0 = time.process_time(), time.monotonic()
-    for i in range(a.frames):
-        if period:
-            delay = t0 + i * period - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-        s = time.perf_counter()
+    def publish_one(i: int) -> None:
         m = make_msg()
         t = time.monotonic_ns()
         m.header.stamp.sec, m.header.stamp.nanosec = divmod(t, 1_000_000_000)
         m.header.frame_id = str(i)
         pub.publish(m)
-        pub_us.append((time.perf_counter() - s) * 1e6)
-    cpu = time.process_time() - cpu0
-    wall = time.monotonic() - t0
+
+    pub_us, cpu, wall = _paced(a, publish_one)
     result = _producer_result(a, frame, pub_us, cpu, wall)
     end = time.monotonic() + 3.0
     while time.monotonic() < end:  # keep serving reliable retransmissions
