@@ -189,6 +189,12 @@ def main() -> int:
     p.add_argument("--consumers", type=int, default=1)
     p.add_argument("--hold-s", type=float, default=0.0)
     p.add_argument("--quick", action="store_true", help="20 s per run instead of --seconds")
+    p.add_argument("--sources", default="synthetic,video", help="comma-separated subset")
+    p.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the other sources' rows of an existing --out file",
+    )
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "acquisition.json"))
     a = p.parse_args()
     if a.role:
@@ -196,13 +202,15 @@ def main() -> int:
         print(json.dumps({"event": "result", **res}), flush=True)
         return 0
     seconds = 20.0 if a.quick else a.seconds
-    sources = [("synthetic", "")]
+    wanted = [x for x in a.sources.split(",") if x]
+    sources = [("synthetic", "")] if "synthetic" in wanted else []
     tmp = Path(tempfile.mkdtemp(prefix="us-bench-"))
     video = tmp / "clip_1080p60.mkv"
-    if _make_video(video, 10.0):
-        sources.append(("video", str(video)))
-    else:
-        print("video file source skipped: PyAV (av) not installed")
+    if "video" in wanted:
+        if _make_video(video, 10.0):
+            sources.append(("video", str(video)))
+        else:
+            print("video file source skipped: PyAV (av) not installed")
     rows = []
     print(
         f"{'source':<10}{'size':<16}{'fps':>7}{'produced':>10}{'dropped':>8}{'jit p99 us':>11}"
@@ -227,6 +235,10 @@ def main() -> int:
             "lat_p99_us": round(fa["lat_p99_us"], 1),
             "reference_fps_without_slow_consumer": round(ref["producer"]["fps"], 2),
             "seconds": seconds,
+            "command": "python bench/bench_acquisition.py"
+            + (" --quick" if a.quick else f" --seconds {seconds:g}")
+            + f" --sources {source}",
+            "date": time.strftime("%Y-%m-%d %H:%M"),
         }
         row["fps_change_pct"] = round(
             100 * (row["fps"] / row["reference_fps_without_slow_consumer"] - 1), 2
@@ -239,6 +251,10 @@ def main() -> int:
             f"{row['lat_p99_us']:>8.0f}{row['reference_fps_without_slow_consumer']:>8.2f}",
             flush=True,
         )
+    if a.merge and Path(a.out).exists():
+        done = {r["source"] for r in rows}
+        old = json.loads(Path(a.out).read_text()).get("cases", [])
+        rows = [r for r in old if r["source"] not in done] + rows
     out = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "command": "python bench/bench_acquisition.py"

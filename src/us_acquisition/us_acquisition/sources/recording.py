@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import queue
 import re
 import threading
 import time
@@ -34,6 +35,8 @@ from .base import EndOfStream, FrameSource, SourceError, SourceFrame, SourceInfo
 __all__ = ["SequenceFileSource", "VideoFileSource", "default_frame_name"]
 
 _NS_PER_S = 1_000_000_000
+#: frames the video decoder may run ahead of delivery
+_DECODE_AHEAD = 4
 
 
 def default_frame_name(plus_name: str) -> str:
@@ -338,8 +341,7 @@ class VideoFileSource(FrameSource):
             raise SourceError(str(exc)) from None
         if fmt not in _AV_FORMATS:
             raise SourceError(
-                f"video replay delivers {', '.join(f.label for f in _AV_FORMATS)}; "
-                f"got {fmt.label}"
+                f"video replay delivers {', '.join(f.label for f in _AV_FORMATS)}; got {fmt.label}"
             )
         self.pixel_format = fmt
         self._av_format = _AV_FORMATS[fmt]
@@ -347,6 +349,7 @@ class VideoFileSource(FrameSource):
         self._container: Any = None
         self._frames: Iterator[Any] | None = None
         self._pending: Any = None
+        # decoder-thread state: timeline of the decoded frames
         self._first_time: float | None = None
         self._last_time = 0.0
         self._step_s = 0.0
@@ -358,6 +361,11 @@ class VideoFileSource(FrameSource):
         self._pacer = _Pacer(realtime, 1.0, self._stop)
         self._closed = False
         self._opened = False
+        #: decoded + converted frames, decoded ahead by a thread so that decoding time
+        #: (up to a frame period at 1080p60) does not add to when frames are delivered
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=_DECODE_AHEAD)
+        self._first_frame: Any = None
+        self._decoder: threading.Thread | None = None
 
     def open(self) -> SourceInfo:
         """Open the file and decode its first frame; :class:`SourceError` if impossible."""
@@ -368,13 +376,11 @@ class VideoFileSource(FrameSource):
         try:
             import av
         except ImportError as exc:
-            raise SourceError(
-                "VideoFileSource needs PyAV: install av (pip install av)"
-            ) from exc
+            raise SourceError("VideoFileSource needs PyAV: install av (pip install av)") from exc
         self._av = av
         self._start_container()
         try:
-            self._pending = next(self._frames_iter())
+            self._first_frame = next(self._frames_iter())
         except StopIteration:
             self._close_container()
             raise SourceError(f"{self.path}: the video stream has no decodable frame") from None
@@ -385,8 +391,12 @@ class VideoFileSource(FrameSource):
         rate = stream.average_rate or stream.guessed_rate
         self._fps = float(rate) if rate else 0.0
         self._step_s = 1.0 / self._fps if self._fps > 0 else 0.04
-        width, height = int(self._pending.width), int(self._pending.height)
+        width, height = int(self._first_frame.width), int(self._first_frame.height)
         self._opened = True
+        self._decoder = threading.Thread(
+            target=self._decode_ahead, name="video-decode", daemon=True
+        )
+        self._decoder.start()
         codec = stream.codec_context.name
         return SourceInfo(
             width=width,
@@ -408,46 +418,84 @@ class VideoFileSource(FrameSource):
         """Next frame; None on timeout; :class:`EndOfStream` at the end (no loop)."""
         if not self._opened or self._closed:
             raise SourceError(f"{self.path}: source is not open")
-        frame = self._pending
-        if frame is None:
-            frame = self._next_frame()
-            self._pending = frame
-        t = self._frame_time(frame)
-        if self._first_time is None:
-            self._first_time = t
-        offset = t - self._first_time + self._loop_offset_s
-        offset = max(offset, self._last_offset)
+        item = self._pending
+        if item is None:
+            try:
+                item = self._queue.get(timeout=max(timeout_s, 0.0))
+            except queue.Empty:
+                return None  # decoding is behind; the caller tries again
+            if isinstance(item, BaseException):
+                self._pending = item  # keep raising it
+        if isinstance(item, BaseException):
+            raise item
+        offset, device_s, image = item
         if not self._pacer.wait(offset, timeout_s):
             if self._closed:
                 raise SourceError(f"{self.path}: source was closed")
+            self._pending = item
             return None
         self._pending = None
+        self.stats.delivered += 1
+        return SourceFrame(
+            image=image,
+            pixel_format=self.pixel_format,
+            host_timestamp_ns=self._pacer.host_ns(offset),
+            device_timestamp_ns=round(device_s * _NS_PER_S),
+        )
+
+    def _decode_ahead(self) -> None:
+        """Decoder thread: decode, convert and queue frames with their timeline offsets."""
+        first = self._first_frame
+        self._first_frame = None
+        while not self._stop.is_set():
+            try:
+                frame = first if first is not None else self._next_frame()
+                first = None
+                item: Any = (*self._timeline(frame), self._convert(frame))
+            except (EndOfStream, SourceError) as exc:
+                item = exc
+            except Exception as exc:  # noqa: BLE001 - FFmpeg raises many types
+                item = SourceError(f"{self.path}: decoding failed: {exc}")
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if isinstance(item, BaseException):
+                return
+
+    def _timeline(self, frame: Any) -> tuple[float, float]:
+        """(offset from the first frame incl. loops, device time) of a decoded frame, s."""
+        t = self._frame_time(frame)
+        if self._first_time is None:
+            self._first_time = t
+        offset = max(t - self._first_time + self._loop_offset_s, self._last_offset)
         if self._last_offset > -math.inf and offset > self._last_offset:
             self._step_s = offset - self._last_offset
         self._last_offset = offset
         self._last_time = t
         self._index += 1
+        return offset, t + self._loop_offset_s
+
+    def _convert(self, frame: Any) -> npt.NDArray[Any]:
         try:
             image = frame.to_ndarray(format=self._av_format)
-            if self.pixel_format is PixelFormat.UYVY:
-                image = image[..., ::-1]  # YUYV (Y0 U Y1 V) -> UYVY (U Y0 V Y1) per pixel pair
         except Exception as exc:  # FFmpeg conversion errors
             self.stats.errors += 1
             raise SourceError(f"{self.path}: cannot convert frame: {exc}") from exc
-        self.stats.delivered += 1
-        host_ns = self._pacer.host_ns(offset)
-        return SourceFrame(
-            image=np.ascontiguousarray(image),
-            pixel_format=self.pixel_format,
-            host_timestamp_ns=host_ns,
-            device_timestamp_ns=round((t + self._loop_offset_s) * _NS_PER_S),
-        )
+        if self.pixel_format is PixelFormat.UYVY:
+            image = image[..., ::-1]  # YUYV (Y0 U Y1 V) -> UYVY (U Y0 V Y1) per pixel pair
+        return np.ascontiguousarray(image)
 
     def close(self) -> None:
         """Close the file (idempotent); wakes a :meth:`read` that is waiting."""
         self._closed = True
         self._stop.set()
         self._pending = None
+        if self._decoder is not None and self._decoder is not threading.current_thread():
+            self._decoder.join(timeout=5.0)
+            self._decoder = None
         self._close_container()
 
     # -- helpers --------------------------------------------------------------------
