@@ -339,7 +339,6 @@ def test_tracked_recording_replays_with_its_transforms_on_tf(tmp_path: Any) -> N
 def test_quaternion_of_tracker_matrices_matches_scipy() -> None:
     import numpy as np
     from scipy.spatial.transform import Rotation
-
     from us_acquisition.node import _quaternion
 
     for seed in range(200):
