@@ -348,3 +348,38 @@ def test_quaternion_of_tracker_matrices_matches_scipy() -> None:
         q = np.array(_quaternion(m))
         want = r.as_quat()
         assert min(np.abs(q - want).max(), np.abs(q + want).max()) < 1e-6
+
+
+def test_bad_values_in_the_config_refuse_configure_without_crashing() -> None:
+    uid = uuid.uuid4().hex[:8]
+    ns = f"/t{uid}"
+    proc = subprocess.Popen(
+        [
+            "acquisition_node",
+            "--ros-args",
+            "-r",
+            f"__ns:={ns}",
+            "-p",
+            "fps:=-5.0",
+            "-p",
+            "width:=abc",
+            "-p",
+            "source:=firewire",
+            "-p",
+            f"channel_name:=test/bad-{uid}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    probe = Probe(ns)
+    try:
+        ok, dt = probe.transition(Transition.TRANSITION_CONFIGURE)
+        assert not ok and dt < 2.0 and proc.poll() is None
+        assert probe.spin_until(lambda: any(s.last_error for s in probe.status), 10)
+        err = next(s.last_error for s in probe.status if s.last_error)
+        assert "fps" in err and "width" in err and "firewire" in err, err
+    finally:
+        probe.close()
+        proc.kill()
+        proc.wait(timeout=10)

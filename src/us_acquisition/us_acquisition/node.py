@@ -25,6 +25,7 @@ from rcl_interfaces.msg import (
     ParameterDescriptor,
     SetParametersResult,
 )
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
@@ -90,9 +91,18 @@ def _stamp(ns: int) -> Any:
 class AcquisitionNode(LifecycleNode):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("acquisition", **kwargs)
+        bad: list[str] = []
         for spec in PARAMETERS:
-            self.declare_parameter(spec.name, spec.default, _descriptor(spec))
-        bad = [r for s in PARAMETERS if (r := validate(s.name, self._p(s.name)))]
+            try:
+                self.declare_parameter(spec.name, spec.default, _descriptor(spec))
+            except (InvalidParameterValueException, InvalidParameterTypeException) as exc:
+                # a bad value in the YAML / command line: keep the default, refuse to
+                # configure with the reason (the process stays up, nothing else affected)
+                self.declare_parameter(
+                    spec.name, spec.default, _descriptor(spec), ignore_override=True
+                )
+                bad.append(f"{spec.name}: {exc}")
+        bad += [r for s in PARAMETERS if (r := validate(s.name, self._p(s.name)))]
         if bad:  # a bad YAML/override at start: say so, refuse to configure
             for reason in bad:
                 self.get_logger().error(f"invalid parameter: {reason}")
