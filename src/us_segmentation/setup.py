@@ -1,3 +1,5 @@
+from glob import glob
+
 from setuptools import find_packages, setup
 
 package_name = "us_segmentation"
@@ -9,6 +11,11 @@ setup(
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),
+        # shipped models: share/us_segmentation/models/<name>/{model.pt, model.onnx, card, metrics}
+        *[
+            ("share/" + package_name + "/" + d, sorted(glob(d + "/*")))
+            for d in sorted(glob("models/*"))
+        ],
     ],
     install_requires=["setuptools"],
     zip_safe=True,
@@ -18,5 +25,10 @@ setup(
         "AI (PyTorch) thyroid segmentation of frames from shared memory, masks written back to shared memory."
     ),
     license="Apache-2.0",
-    entry_points={"console_scripts": []},
+    entry_points={
+        "console_scripts": [
+            "us-seg-train = us_segmentation.train:main",
+            "us-seg-evaluate = us_segmentation.evaluate:main",
+        ]
+    },
 )
