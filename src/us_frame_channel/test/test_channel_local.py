@@ -197,3 +197,18 @@ def test_frame_with_foreign_header_is_refused(channel_name: str) -> None:
         w.publish(_frame(2), "mono8")  # the reader goes on with good frames
         with r.read(1.0) as f:
             assert f.array[0, 0] == 2
+
+
+def test_latest_mode_skips_with_one_frame_held(channel_name: str) -> None:
+    """Skipping to the newest frame must not need extra borrows: the caller holds one."""
+    with FrameWriter(_cfg(channel_name, max_borrowed=2)) as w:
+        with FrameReader(channel_name, mode="latest") as r:
+            w.publish(_frame(0), "mono8")
+            held = r.read(2.0)  # e.g. kept for temporal smoothing
+            assert held is not None
+            for i in range(1, 4):
+                w.publish(_frame(i), "mono8")
+            with r.read(2.0) as f:
+                assert f.seq == 3
+            assert r.stats.skipped == 2
+            held.release()

@@ -244,14 +244,15 @@ class FrameReader:
         if sample is None:
             return None
         if self.mode is ReadMode.LATEST:
-            while True:
-                newer = self._subscriber.receive() if self._subscriber.has_samples() else None
-                if newer is None:
-                    break
+            # release each older frame before taking the next, so that skipping never
+            # needs more than one borrowed sample (the caller may hold the others)
+            while self._subscriber.has_samples():
                 self._account(sample.user_header().contents)
                 sample.delete()
                 self.stats.skipped += 1
-                sample = newer
+                sample = self._receive()
+                if sample is None:  # pragma: no cover - has_samples() said otherwise
+                    return None
         now = time.monotonic_ns()
         h: FrameHeader = sample.user_header().contents
         if h.magic != FRAME_MAGIC or h.layout_version != LAYOUT_VERSION:
