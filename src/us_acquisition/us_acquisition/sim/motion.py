@@ -359,6 +359,23 @@ def _stamps(rate_hz: float, duration_s: float, t0_ns: int) -> tuple[NDArray[np.f
     return t, int(t0_ns) + np.rint(t * 1e9).astype(np.int64)
 
 
+def add_tracker_noise(
+    T: NDArray[np.float64], rng: np.random.Generator, noise_mm: float, noise_deg: float
+) -> NDArray[np.float64]:
+    """Tracker measurement noise on poses ``T`` ``(N, 4, 4)``, in place (returned).
+
+    A rotation about the probe origin with rotation vector ``N(0, noise_deg)`` per axis
+    (probe frame), then a translation ``N(0, noise_mm)`` per axis (phantom frame).
+    """
+    n = T.shape[0]
+    if noise_deg > 0:
+        dR = Rotation.from_rotvec(rng.normal(0.0, noise_deg, size=(n, 3)), degrees=True)
+        T[:, :3, :3] = T[:, :3, :3] @ dR.as_matrix()
+    if noise_mm > 0:
+        T[:, :3, 3] += rng.normal(0.0, noise_mm, size=(n, 3))
+    return T
+
+
 def sample_tracker(
     trajectory: ProbeTrajectory,
     rate_hz: float = 120.0,
@@ -377,12 +394,7 @@ def sample_tracker(
     t, ns = _stamps(rate_hz, dur, t0_ns)
     T = trajectory.poses(t)
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x7CA4]))
-    if noise_deg > 0:
-        dR = Rotation.from_rotvec(rng.normal(0.0, noise_deg, size=(t.size, 3)), degrees=True)
-        T[:, :3, :3] = T[:, :3, :3] @ dR.as_matrix()
-    if noise_mm > 0:
-        T[:, :3, 3] += rng.normal(0.0, noise_mm, size=(t.size, 3))
-    return TrackerSamples(ns, T)
+    return TrackerSamples(ns, add_tracker_noise(T, rng, noise_mm, noise_deg))
 
 
 def sample_frames(

@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy.spatial.transform import Rotation
 
 from us_frame_channel import PixelFormat
 
 from ..sim import BModeParams, BModeSimulator, NeckPhantom, ProbeTrajectory
+from ..sim.motion import add_tracker_noise
 from .base import EndOfStream, FrameSource, SourceError, SourceFrame, SourceInfo, TrackedTransform
 
 SWEEPS = ("transverse", "longitudinal", "raster")
@@ -213,12 +213,7 @@ class SimulatorSource(FrameSource):
         ks = np.arange(self._tracker_index, k_end + 1)
         self._tracker_index = k_end + 1
         ts = ks / self.tracker_rate_hz
-        T = self._true_poses(ts)
-        if self.noise_deg > 0:
-            rv = self._rng.normal(0.0, self.noise_deg, size=(ts.size, 3))
-            T[:, :3, :3] = T[:, :3, :3] @ Rotation.from_rotvec(rv, degrees=True).as_matrix()
-        if self.noise_mm > 0:
-            T[:, :3, 3] += self._rng.normal(0.0, self.noise_mm, size=(ts.size, 3))
+        T = add_tracker_noise(self._true_poses(ts), self._rng, self.noise_mm, self.noise_deg)
         return [
             TrackedTransform(
                 "probe",
