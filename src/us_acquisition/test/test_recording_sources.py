@@ -28,7 +28,11 @@ def _translation(x: float) -> np.ndarray:
 
 
 def _write(
-    path: Path, n: int = 20, fps: float = FPS, dtype: str = "u1", channels: int = 1,
+    path: Path,
+    n: int = 20,
+    fps: float = FPS,
+    dtype: str = "u1",
+    channels: int = 1,
     image_valid: np.ndarray | None = None,
 ) -> TrackedSequence:
     shape: tuple[int, ...] = (n, 12, 16) if channels == 1 else (n, 12, 16, channels)
@@ -117,7 +121,8 @@ def test_sequence_source_transform_map(tmp_path: Path) -> None:
     frame = src.read(0.1)
     assert frame is not None
     assert [(t.from_frame, t.to_frame) for t in frame.transforms] == [
-        ("us_probe", "tracker"), ("stylus_tip", "reference")
+        ("us_probe", "tracker"),
+        ("stylus_tip", "reference"),
     ]
 
 
@@ -206,8 +211,12 @@ def test_invalid_images_are_skipped(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("dtype", "channels", "fmt"),
-    [("u2", 1, PixelFormat.MONO16), ("f4", 1, PixelFormat.FLOAT32),
-     ("u1", 3, PixelFormat.BGR8), ("u1", 4, PixelFormat.BGRA8)],
+    [
+        ("u2", 1, PixelFormat.MONO16),
+        ("f4", 1, PixelFormat.FLOAT32),
+        ("u1", 3, PixelFormat.BGR8),
+        ("u1", 4, PixelFormat.BGRA8),
+    ],
 )
 def test_pixel_formats(tmp_path: Path, dtype: str, channels: int, fmt: PixelFormat) -> None:
     seq = _write(tmp_path / "p.seq.mha", n=2, dtype=dtype, channels=channels)
@@ -280,8 +289,9 @@ def _write_video(path: Path, codec: str, pix_fmt: str, n: int = VIDEO_FRAMES) ->
     return grey
 
 
-@pytest.mark.parametrize(("name", "codec", "pix_fmt"),
-                         [("v.mkv", "ffv1", "gray"), ("v.avi", "mpeg4", "yuv420p")])
+@pytest.mark.parametrize(
+    ("name", "codec", "pix_fmt"), [("v.mkv", "ffv1", "gray"), ("v.avi", "mpeg4", "yuv420p")]
+)
 def test_video_source_frames(tmp_path: Path, name: str, codec: str, pix_fmt: str) -> None:
     grey = _write_video(tmp_path / name, codec, pix_fmt)
     src = VideoFileSource(tmp_path / name, realtime=False)
@@ -304,8 +314,7 @@ def test_video_source_frames(tmp_path: Path, name: str, codec: str, pix_fmt: str
 
 def test_video_source_bgr_loop_and_pacing(tmp_path: Path) -> None:
     _write_video(tmp_path / "v.mkv", "ffv1", "gray")
-    with VideoFileSource(tmp_path / "v.mkv", realtime=False, loop=True,
-                         pixel_format="bgr8") as src:
+    with VideoFileSource(tmp_path / "v.mkv", realtime=False, loop=True, pixel_format="bgr8") as src:
         frames = [src.read(1.0) for _ in range(30)]
     assert all(f is not None and f.image.shape == (24, 32, 3) for f in frames)
     device = np.array([f.device_timestamp_ns for f in frames if f is not None])

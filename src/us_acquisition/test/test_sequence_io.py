@@ -257,8 +257,9 @@ def test_plus_style_header(tmp_path: Path, compressed: bool) -> None:
     np.testing.assert_array_equal(seq.transform_status["ProbeToTracker"], [True, False, True])
     np.testing.assert_array_equal(seq.transform_status["StylusToTracker"], [False] * 3)
     assert seq.frame_fields["FrameNumber"] == ["100", "101", "102"]
-    assert float(seq.frame_fields["UnfilteredTimestamp"][2]) == pytest.approx(5472.25 + 2 / 30
-                                                                              + 0.0123)
+    assert float(seq.frame_fields["UnfilteredTimestamp"][2]) == pytest.approx(
+        5472.25 + 2 / 30 + 0.0123
+    )
     assert seq.orientation == "MF" and seq.image_type == "BRIGHTNESS"
     assert seq.spacing_mm == (1.0, 1.0)
     assert seq.header["AnatomicalOrientation"] == "RAI"
@@ -283,16 +284,29 @@ def test_igsio_vector_kind_rgb_and_4d_dimsize(tmp_path: Path) -> None:
     PLUS with a z dimension writes NDims = 4, DimSize = W H 1 N."""
     rgb = np.arange(2 * 3 * 4 * 3, dtype=np.uint8).reshape(2, 3, 4, 3)
     frame_lines = [
-        f"Seq_Frame{i:04d}_{k}" for i in range(2)
-        for k in (f"Timestamp = {i * 0.5}", "ImageToReferenceTransform = 1 0 0 0 0 1 0 0 0 0 1 "
-                  "0 0 0 0 1", "ImageStatus = OK")
+        f"Seq_Frame{i:04d}_{k}"
+        for i in range(2)
+        for k in (
+            f"Timestamp = {i * 0.5}",
+            "ImageToReferenceTransform = 1 0 0 0 0 1 0 0 0 0 1 0 0 0 0 1",
+            "ImageStatus = OK",
+        )
     ]
-    header = _mha_header([
-        "ObjectType = Image", "NDims = 3", "BinaryData = True", "CompressedData = False",
-        "DimSize = 3 4 3 2", "ElementNumberOfChannels = 3", "ElementType = MET_UCHAR",
-        "Kinds = vector domain domain list", "UltrasoundImageType = RGB_COLOR",
-        *frame_lines, "ElementDataFile = LOCAL",
-    ])
+    header = _mha_header(
+        [
+            "ObjectType = Image",
+            "NDims = 3",
+            "BinaryData = True",
+            "CompressedData = False",
+            "DimSize = 3 4 3 2",
+            "ElementNumberOfChannels = 3",
+            "ElementType = MET_UCHAR",
+            "Kinds = vector domain domain list",
+            "UltrasoundImageType = RGB_COLOR",
+            *frame_lines,
+            "ElementDataFile = LOCAL",
+        ]
+    )
     (tmp_path / "rgb.igs.mha").write_bytes(header + rgb.tobytes())
     seq = read_sequence(tmp_path / "rgb.igs.mha")
     np.testing.assert_array_equal(seq.frames, rgb)
@@ -301,13 +315,21 @@ def test_igsio_vector_kind_rgb_and_4d_dimsize(tmp_path: Path) -> None:
     assert seq.spacing_mm is None and seq.image_type == "RGB_COLOR"
 
     grey = np.arange(2 * 3 * 4, dtype=np.uint16).reshape(2, 3, 4) * 1000
-    header = _mha_header([
-        "ObjectType = Image", "NDims = 4", "BinaryData = True",
-        "BinaryDataByteOrderMSB = True", "CompressedData = False", "DimSize = 4 3 1 2",
-        "ElementSpacing = 0.2 0.3 1 1", "ElementType = MET_USHORT",
-        "Seq_Frame0000_Timestamp = 1", "Seq_Frame0001_Timestamp = 2",
-        "ElementDataFile = LOCAL",
-    ])
+    header = _mha_header(
+        [
+            "ObjectType = Image",
+            "NDims = 4",
+            "BinaryData = True",
+            "BinaryDataByteOrderMSB = True",
+            "CompressedData = False",
+            "DimSize = 4 3 1 2",
+            "ElementSpacing = 0.2 0.3 1 1",
+            "ElementType = MET_USHORT",
+            "Seq_Frame0000_Timestamp = 1",
+            "Seq_Frame0001_Timestamp = 2",
+            "ElementDataFile = LOCAL",
+        ]
+    )
     (tmp_path / "be.seq.mha").write_bytes(header + grey.astype(">u2").tobytes())
     seq = read_sequence(tmp_path / "be.seq.mha")
     assert seq.frames.dtype == np.uint16 and seq.frames.dtype.isnative
@@ -417,16 +439,22 @@ def test_corrupt_compressed_bytes(tmp_path: Path) -> None:
 
 def test_garbage_in_matrix(tmp_path: Path) -> None:
     path, _ = _plus_file(
-        tmp_path, compressed=False,
-        replace=("Seq_Frame0001_ProbeToTrackerTransform = ", "Seq_Frame0001_ProbeToTrackerTransform"
-                 " = 1 0 0 abc "),
+        tmp_path,
+        compressed=False,
+        replace=(
+            "Seq_Frame0001_ProbeToTrackerTransform = ",
+            "Seq_Frame0001_ProbeToTrackerTransform = 1 0 0 abc ",
+        ),
     )
     err = _raises(path, "Seq_Frame0001_ProbeToTrackerTransform", "'abc'", "line")
     assert err.line is not None and err.line > 10
     path, _ = _plus_file(
-        tmp_path, compressed=False,
-        replace=("Seq_Frame0000_ProbeToTrackerTransform = 1.0 ",
-                 "Seq_Frame0000_ProbeToTrackerTransform = "),
+        tmp_path,
+        compressed=False,
+        replace=(
+            "Seq_Frame0000_ProbeToTrackerTransform = 1.0 ",
+            "Seq_Frame0000_ProbeToTrackerTransform = ",
+        ),
     )
     _raises(path, "Seq_Frame0000_ProbeToTrackerTransform", "expected 16 numbers, found 15")
 
@@ -452,8 +480,7 @@ def test_dimsize_does_not_match_data(tmp_path: Path) -> None:
 
 
 def test_frame_field_beyond_dimsize(tmp_path: Path) -> None:
-    path, _ = _plus_file(tmp_path, compressed=False, n=3, dimsize="5 4 2",
-                         data=bytes(40))
+    path, _ = _plus_file(tmp_path, compressed=False, n=3, dimsize="5 4 2", data=bytes(40))
     _raises(path, "Seq_Frame0002_", "2 frame(s)")
 
 
@@ -554,8 +581,9 @@ def test_any_truncation_or_corruption_gives_sequence_file_error(tmp_path: Path) 
 )
 def test_split_transform_name(name: str, expected: tuple[str, str]) -> None:
     assert split_transform_name(name) == expected
-    assert transform_name(*expected) == (name.removesuffix("Transform")[0].upper()
-                                         + name.removesuffix("Transform")[1:])
+    assert transform_name(*expected) == (
+        name.removesuffix("Transform")[0].upper() + name.removesuffix("Transform")[1:]
+    )
 
 
 @pytest.mark.parametrize("name", ["Probe", "ToTracker", "AToBToC", "ProbeTo", ""])

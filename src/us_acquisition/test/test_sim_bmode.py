@@ -24,8 +24,9 @@ def sim(phantom: NeckPhantom) -> BModeSimulator:
 
 
 def _mid_transverse(phantom: NeckPhantom) -> np.ndarray:
-    z = 0.5 * (phantom.landmarks.lobe_centre_mm["left"][2]
-               + phantom.landmarks.lobe_centre_mm["right"][2])
+    z = 0.5 * (
+        phantom.landmarks.lobe_centre_mm["left"][2] + phantom.landmarks.lobe_centre_mm["right"][2]
+    )
     return transverse_pose(0.0, z)
 
 
@@ -64,8 +65,9 @@ def test_speckle_is_coherent_for_small_in_plane_motion() -> None:
     b = sim.render(T2, return_envelope=True).envelope
     assert a is not None and b is not None
     rows = slice(150, 250)
-    shifted = np.corrcoef(a[rows, 100 + dx_px : 500 + dx_px].ravel(),
-                          b[rows, 100:500].ravel())[0, 1]
+    shifted = np.corrcoef(a[rows, 100 + dx_px : 500 + dx_px].ravel(), b[rows, 100:500].ravel())[
+        0, 1
+    ]
     unshifted = np.corrcoef(a[rows, 100:500].ravel(), b[rows, 100:500].ravel())[0, 1]
     assert shifted > 0.95  # the speckle moves with the anatomy
     assert unshifted < 0.3
@@ -98,7 +100,7 @@ def test_transverse_mid_gland_anatomy(phantom: NeckPhantom, sim: BModeSimulator)
     assert np.nonzero(thyroid.any(axis=1))[0][0] < rows.min()
     # every thyroid pixel above a trachea pixel in the same column is anterior to it
     cols_both = np.nonzero(trachea.any(axis=0) & thyroid.any(axis=0))[0]
-    for c in cols_both[:: 5]:
+    for c in cols_both[::5]:
         top_tr = np.argmax(trachea[:, c])
         ty = np.nonzero(thyroid[:, c])[0]
         assert (ty < top_tr).mean() > 0.3 or ty.min() < top_tr
@@ -121,8 +123,9 @@ def test_pixel_to_probe_convention(phantom: NeckPhantom) -> None:
     # screen chrome is static, the image region is not
     fr2 = sim.render(longitudinal_pose(10.0, 0.0))
     assert np.array_equal(fr.image[:y0], fr2.image[:y0])
-    assert not np.array_equal(fr.image[y0 : y0 + h, x0 : x0 + w],
-                              fr2.image[y0 : y0 + h, x0 : x0 + w])
+    assert not np.array_equal(
+        fr.image[y0 : y0 + h, x0 : x0 + w], fr2.image[y0 : y0 + h, x0 : x0 + w]
+    )
 
 
 def test_rayleigh_speckle_statistics() -> None:

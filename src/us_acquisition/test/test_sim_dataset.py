@@ -45,8 +45,20 @@ def test_sweep_npz_roundtrip(tmp_path: Path) -> None:
 
 
 def test_cli_splits_by_phantom_and_is_reproducible(tmp_path: Path) -> None:
-    args = ["--phantoms", "3", "--sweeps-per-phantom", "2", "--seed", "5", "--size",
-            "96x72", "--frames-per-sweep", "3", "--spacing", "1.0"]
+    args = [
+        "--phantoms",
+        "3",
+        "--sweeps-per-phantom",
+        "2",
+        "--seed",
+        "5",
+        "--size",
+        "96x72",
+        "--frames-per-sweep",
+        "3",
+        "--spacing",
+        "1.0",
+    ]
     assert main(["--out", str(tmp_path / "a"), *args]) == 0
     assert main(["--out", str(tmp_path / "b"), *args]) == 0
     splits = json.loads((tmp_path / "a" / "splits.json").read_text())

@@ -22,8 +22,11 @@ def phantom() -> NeckPhantom:
 def _is_rigid(T: np.ndarray) -> bool:
     R = T[..., :3, :3]
     eye = np.broadcast_to(np.eye(3), R.shape)
-    return bool(np.allclose(R @ np.swapaxes(R, -1, -2), eye, atol=1e-9)
-                and np.allclose(np.linalg.det(R), 1.0) and np.allclose(T[..., 3, :], [0, 0, 0, 1]))
+    return bool(
+        np.allclose(R @ np.swapaxes(R, -1, -2), eye, atol=1e-9)
+        and np.allclose(np.linalg.det(R), 1.0)
+        and np.allclose(T[..., 3, :], [0, 0, 0, 1])
+    )
 
 
 def test_base_orientations() -> None:
@@ -69,8 +72,7 @@ def test_freehand_longitudinal_crosses_lobe(phantom: NeckPhantom) -> None:
 
 
 def test_robot_raster_constant_speed(phantom: NeckPhantom) -> None:
-    traj = ProbeTrajectory.robot_raster(phantom, n_lines=3, line_spacing_mm=10.0,
-                                        speed_mm_s=12.0)
+    traj = ProbeTrajectory.robot_raster(phantom, n_lines=3, line_spacing_mm=10.0, speed_mm_s=12.0)
     t = np.linspace(0, traj.duration_s, 4001)
     p = traj.poses(t)[:, :3, 3]
     speed = np.linalg.norm(np.diff(p, axis=0), axis=1) / np.diff(t)

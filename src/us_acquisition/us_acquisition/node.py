@@ -20,19 +20,12 @@ from typing import Any
 
 import rclpy
 from rcl_interfaces.msg import (
-    FloatingPointRange,
-    IntegerRange,
-    ParameterDescriptor,
     SetParametersResult,
 )
-from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import (
-    DurabilityPolicy,
-    QoSProfile,
-    ReliabilityPolicy,
     qos_profile_sensor_data,
 )
 from sensor_msgs.msg import Image
@@ -42,6 +35,7 @@ from us_interfaces.msg import ChannelStatus, FrameRef, NodeStatus
 
 from .capture import CaptureLoop, PublishedFrame
 from .geometry import FrameGeometry, GeometryError
+from .node_common import LATCHED, STATE_IDS, declare_parameters, stamp
 from .params import PARAMETERS, SPECS, validate
 from .sources.base import SourceError
 from .sources.factory import make_source
@@ -52,60 +46,14 @@ try:  # the standard package on a ROS install, our compatibility build otherwise
 except ImportError:  # pragma: no cover - the workspace always builds tf2_msgs
     TFMessage = None
 
-LATCHED = QoSProfile(
-    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
-)
-_STATE_IDS = {
-    "unconfigured": NodeStatus.STATE_UNCONFIGURED,
-    "inactive": NodeStatus.STATE_INACTIVE,
-    "active": NodeStatus.STATE_ACTIVE,
-    "finalized": NodeStatus.STATE_FINALIZED,
-}
-
-
-def _descriptor(spec: Any) -> ParameterDescriptor:
-    text = spec.description
-    if spec.choices:
-        text += f" (one of: {', '.join(spec.choices)})"
-    if not spec.live:
-        text += " [applies at configure]"
-    d = ParameterDescriptor(description=text)
-    scalar = spec.default[0] if isinstance(spec.default, list) and spec.default else spec.default
-    if spec.min is not None and spec.max is not None and not isinstance(scalar, bool):
-        if isinstance(scalar, int):
-            d.integer_range = [IntegerRange(from_value=int(spec.min), to_value=int(spec.max))]
-        elif isinstance(scalar, float):
-            d.floating_point_range = [
-                FloatingPointRange(from_value=float(spec.min), to_value=float(spec.max))
-            ]
-    return d
-
-
-def _stamp(ns: int) -> Any:
-    from builtin_interfaces.msg import Time
-
-    sec, nsec = divmod(int(ns), 1_000_000_000)
-    return Time(sec=sec, nanosec=nsec)
+_STATE_IDS = STATE_IDS
+_stamp = stamp
 
 
 class AcquisitionNode(LifecycleNode):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("acquisition", **kwargs)
-        bad: list[str] = []
-        for spec in PARAMETERS:
-            try:
-                self.declare_parameter(spec.name, spec.default, _descriptor(spec))
-            except (InvalidParameterValueException, InvalidParameterTypeException) as exc:
-                # a bad value in the YAML / command line: keep the default, refuse to
-                # configure with the reason (the process stays up, nothing else affected)
-                self.declare_parameter(
-                    spec.name, spec.default, _descriptor(spec), ignore_override=True
-                )
-                bad.append(f"{spec.name}: {exc}")
-        bad += [r for s in PARAMETERS if (r := validate(s.name, self._p(s.name)))]
-        if bad:  # a bad YAML/override at start: say so, refuse to configure
-            for reason in bad:
-                self.get_logger().error(f"invalid parameter: {reason}")
+        bad = declare_parameters(self, PARAMETERS, validate)
         self._bad_start_params = bad
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._state_label = "unconfigured"

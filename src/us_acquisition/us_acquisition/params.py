@@ -7,9 +7,9 @@ apply at the next ``configure`` and are refused in other states with the reason.
 
 from __future__ import annotations
 
-import array
-from dataclasses import dataclass
 from typing import Any
+
+from us_frame_channel.paramspec import ParamSpec, spec_table, validate_value
 
 SOURCE_KINDS = (
     "sim",
@@ -22,17 +22,6 @@ SOURCE_KINDS = (
     "gst_pipeline",
 )
 PIXEL_FORMATS = ("mono8", "mono16", "uyvy", "bgr8", "bgra8")
-
-
-@dataclass(frozen=True)
-class ParamSpec:
-    name: str
-    default: Any  # its Python type is the parameter's type (bool, int, float, str, list)
-    description: str
-    min: float | None = None
-    max: float | None = None
-    choices: tuple[str, ...] = ()
-    live: bool = False  # may change while configured/active
 
 
 PARAMETERS: tuple[ParamSpec, ...] = (
@@ -151,35 +140,15 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ),
 )
 
-SPECS = {p.name: p for p in PARAMETERS}
+SPECS = spec_table(PARAMETERS)
 
 
 def validate(name: str, value: Any) -> str | None:
     """None if ``value`` is acceptable for parameter ``name``, else the reason."""
-    spec = SPECS.get(name)
-    if spec is None:
-        return None  # not ours (e.g. use_sim_time)
-    want = type(spec.default)
-    if want is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if want is list:
-        if isinstance(value, array.array):  # rclpy hands array parameters over like this
-            value = value.tolist()
-        if not isinstance(value, list | tuple):
-            return f"{name} must be a list, got {value!r}"
-        items = list(value)
-    else:
-        if not isinstance(value, want) or (want is int and isinstance(value, bool)):
-            return f"{name} must be {want.__name__}, got {value!r}"
-        items = [value]
-    for v in items:
-        if spec.choices and v not in spec.choices:
-            return f"{name} must be one of {', '.join(spec.choices)}; got {v!r}"
-        if isinstance(v, int | float) and not isinstance(v, bool):
-            if spec.min is not None and v < spec.min:
-                return f"{name} must be >= {spec.min:g}, got {v!r}"
-            if spec.max is not None and v > spec.max:
-                return f"{name} must be <= {spec.max:g}, got {v!r}"
+    reason = validate_value(SPECS, name, value)
+    if reason is not None:
+        return reason
+    items = list(value) if name in ("roi", "spacing_mm") else []
     if name == "roi" and len(items) != 4:
         return f"roi needs 4 integers [x, y, width, height], got {items}"
     if name == "spacing_mm" and len(items) != 2:

@@ -100,8 +100,15 @@ for _code, _names in {
     "u2": ("ushort", "unsigned short", "unsigned short int", "uint16", "uint16_t"),
     "i4": ("int", "signed int", "int32", "int32_t"),
     "u4": ("uint", "unsigned int", "uint32", "uint32_t"),
-    "i8": ("longlong", "long long", "long long int", "signed long long",
-           "signed long long int", "int64", "int64_t"),
+    "i8": (
+        "longlong",
+        "long long",
+        "long long int",
+        "signed long long",
+        "signed long long int",
+        "int64",
+        "int64_t",
+    ),
     "u8": ("ulonglong", "unsigned long long", "unsigned long long int", "uint64", "uint64_t"),
     "f4": ("float",),
     "f8": ("double",),
@@ -109,14 +116,36 @@ for _code, _names in {
     for _name in _names:
         _NRRD_TYPES[_name] = _code
 _DTYPE_TO_NRRD: dict[str, str] = {
-    "i1": "int8", "u1": "uint8", "i2": "int16", "u2": "uint16", "i4": "int32",
-    "u4": "uint32", "i8": "int64", "u8": "uint64", "f4": "float", "f8": "double",
+    "i1": "int8",
+    "u1": "uint8",
+    "i2": "int16",
+    "u2": "uint16",
+    "i4": "int32",
+    "u4": "uint32",
+    "i8": "int64",
+    "u8": "uint64",
+    "f4": "float",
+    "f8": "double",
 }
 # NRRD axis kinds that hold the components of one pixel.
 _NRRD_VECTOR_KINDS = {
-    "vector", "2-vector", "3-vector", "4-vector", "3-color", "4-color", "rgb-color",
-    "rgba-color", "hsv-color", "xyz-color", "complex", "covariant-vector",
-    "normal", "3-normal", "point", "stub", "scalar",
+    "vector",
+    "2-vector",
+    "3-vector",
+    "4-vector",
+    "3-color",
+    "4-color",
+    "rgb-color",
+    "rgba-color",
+    "hsv-color",
+    "xyz-color",
+    "complex",
+    "covariant-vector",
+    "normal",
+    "3-normal",
+    "point",
+    "stub",
+    "scalar",
 }
 _FRAME_KINDS = {"list", "time"}
 
@@ -125,20 +154,76 @@ _STRUCTURAL_KEYS = {
     k.lower()
     for k in (
         # MetaImage
-        "ObjectType", "NDims", "BinaryData", "BinaryDataByteOrderMSB", "ElementByteOrderMSB",
-        "CompressedData", "CompressedDataSize", "DimSize", "ElementSpacing", "ElementSize",
-        "ElementType", "ElementNumberOfChannels", "ElementDataFile", "Kinds", "Offset",
-        "Position", "Origin", "TransformMatrix", "Rotation", "Orientation",
-        "CenterOfRotation", "AnatomicalOrientation", "HeaderSize", "ElementMin",
-        "ElementMax", "Comment", "UltrasoundImageOrientation", "UltrasoundImageType",
+        "ObjectType",
+        "NDims",
+        "BinaryData",
+        "BinaryDataByteOrderMSB",
+        "ElementByteOrderMSB",
+        "CompressedData",
+        "CompressedDataSize",
+        "DimSize",
+        "ElementSpacing",
+        "ElementSize",
+        "ElementType",
+        "ElementNumberOfChannels",
+        "ElementDataFile",
+        "Kinds",
+        "Offset",
+        "Position",
+        "Origin",
+        "TransformMatrix",
+        "Rotation",
+        "Orientation",
+        "CenterOfRotation",
+        "AnatomicalOrientation",
+        "HeaderSize",
+        "ElementMin",
+        "ElementMax",
+        "Comment",
+        "UltrasoundImageOrientation",
+        "UltrasoundImageType",
         # NRRD
-        "type", "dimension", "space", "space dimension", "sizes", "kinds", "endian",
-        "encoding", "space directions", "space origin", "spacings", "data file", "datafile",
-        "byte skip", "byteskip", "line skip", "lineskip", "content", "measurement frame",
-        "thicknesses", "axis mins", "axismins", "axis maxs", "axismaxs", "centerings",
-        "centers", "labels", "units", "space units", "old min", "oldmin", "old max",
-        "oldmax", "sample units", "min", "max", "block size", "blocksize", "number",
-        "ultrasound image orientation", "ultrasound image type",
+        "type",
+        "dimension",
+        "space",
+        "space dimension",
+        "sizes",
+        "kinds",
+        "endian",
+        "encoding",
+        "space directions",
+        "space origin",
+        "spacings",
+        "data file",
+        "datafile",
+        "byte skip",
+        "byteskip",
+        "line skip",
+        "lineskip",
+        "content",
+        "measurement frame",
+        "thicknesses",
+        "axis mins",
+        "axismins",
+        "axis maxs",
+        "axismaxs",
+        "centerings",
+        "centers",
+        "labels",
+        "units",
+        "space units",
+        "old min",
+        "oldmin",
+        "old max",
+        "oldmax",
+        "sample units",
+        "min",
+        "max",
+        "block size",
+        "blocksize",
+        "number",
+        "ultrasound image orientation",
+        "ultrasound image type",
     )
 }
 
@@ -350,7 +435,8 @@ def _header_lines(path: Path, f: IO[bytes]) -> Iterable[tuple[int, str]]:
         lineno += 1
         if len(raw) > _MAX_HEADER_LINE and not raw.endswith(b"\n"):
             raise SequenceFileError(
-                path, "header line too long (binary data where a text header was expected?)",
+                path,
+                "header line too long (binary data where a text header was expected?)",
                 line=lineno,
             )
         if b"\x00" in raw:
@@ -389,7 +475,8 @@ def _read_mha_header(path: Path, f: IO[bytes]) -> _Header:
         key, value = key.strip(), value.strip()
         if not sep or not key:
             raise SequenceFileError(
-                path, f"expected 'Name = value' in the MetaImage header, got {text[:60]!r}",
+                path,
+                f"expected 'Name = value' in the MetaImage header, got {text[:60]!r}",
                 line=lineno,
             )
         if key.startswith(FRAME_FIELD_PREFIX):
@@ -403,12 +490,14 @@ def _read_mha_header(path: Path, f: IO[bytes]) -> _Header:
                 data_file.upper() == "LIST" or "%" in data_file or " " in data_file.strip()
             ):
                 raise SequenceFileError(
-                    path, f"ElementDataFile = {value}: only LOCAL or a single detached file "
-                    "is supported", line=lineno,
+                    path,
+                    f"ElementDataFile = {value}: only LOCAL or a single detached file is supported",
+                    line=lineno,
                 )
             return _Header("mha", fields, lower, frame, f.tell(), data_file)
     raise SequenceFileError(
-        path, "MetaImage header has no 'ElementDataFile' line (truncated file or not a "
+        path,
+        "MetaImage header has no 'ElementDataFile' line (truncated file or not a "
         "MetaImage sequence)",
     )
 
@@ -434,8 +523,9 @@ def _read_nrrd_header(path: Path, f: IO[bytes]) -> _Header:
         colon = text.find(":")
         if colon < 0:
             raise SequenceFileError(
-                path, f"expected 'field: value' or 'key:=value' in the NRRD header, got "
-                f"{text[:60]!r}", line=lineno,
+                path,
+                f"expected 'field: value' or 'key:=value' in the NRRD header, got {text[:60]!r}",
+                line=lineno,
             )
         if kv >= 0 and kv == colon:
             key, value = text[:kv].strip(), text[kv + 2 :].strip()
@@ -459,13 +549,15 @@ def _read_nrrd_header(path: Path, f: IO[bytes]) -> _Header:
         value = data_file_entry.value
         if value.upper().startswith("LIST") or len(value.split()) != 1:
             raise SequenceFileError(
-                path, f"data file: {value}: only a single detached data file is supported",
+                path,
+                f"data file: {value}: only a single detached data file is supported",
                 line=data_file_entry.line,
             )
         data_file = value
     elif data_offset < 0:
         raise SequenceFileError(
-            path, "NRRD header is not terminated by a blank line and names no 'data file' "
+            path,
+            "NRRD header is not terminated by a blank line and names no 'data file' "
             "(truncated file?)",
         )
     return _Header("nrrd", fields, lower, frame, max(data_offset, 0), data_file)
@@ -489,9 +581,7 @@ def _parse_floats(path: Path, entry: _Entry, name: str, count: int | None = None
         values = [float(t) for t in tokens]
     except ValueError:
         bad = next(t for t in tokens if not _is_float(t))
-        raise SequenceFileError(
-            path, f"{name}: {bad!r} is not a number", line=entry.line
-        ) from None
+        raise SequenceFileError(path, f"{name}: {bad!r} is not a number", line=entry.line) from None
     if count is not None and len(values) != count:
         raise SequenceFileError(
             path, f"{name}: expected {count} numbers, found {len(values)}", line=entry.line
@@ -546,8 +636,9 @@ def _axes_from_kinds(
         )
     if len(domains) > 3 or (len(domains) == 3 and domains[2] > 1):
         raise SequenceFileError(
-            path, f"image sizes {domains}: only 2-D frames are supported (no volume "
-            "sequences)", line=entry.line,
+            path,
+            f"image sizes {domains}: only 2-D frames are supported (no volume sequences)",
+            line=entry.line,
         )
     return domains[0], domains[1], frames, channels
 
@@ -576,8 +667,10 @@ def _mha_layout(path: Path, h: _Header) -> _Layout:
         kinds = kinds_entry.value.split()
         if len(kinds) != len(sizes):
             raise SequenceFileError(
-                path, f"Kinds has {len(kinds)} entries but DimSize has {len(sizes)} "
-                f"({dim_entry.value.strip()!r})", line=kinds_entry.line,
+                path,
+                f"Kinds has {len(kinds)} entries but DimSize has {len(sizes)} "
+                f"({dim_entry.value.strip()!r})",
+                line=kinds_entry.line,
             )
     else:
         if len(sizes) != ndims:
@@ -594,7 +687,8 @@ def _mha_layout(path: Path, h: _Header) -> _Layout:
             channels = int(ch_entry.value)
         except ValueError:
             raise SequenceFileError(
-                path, f"ElementNumberOfChannels = {ch_entry.value!r} is not a whole number",
+                path,
+                f"ElementNumberOfChannels = {ch_entry.value!r} is not a whole number",
                 line=ch_entry.line,
             ) from None
         if channels < 1:
@@ -604,8 +698,10 @@ def _mha_layout(path: Path, h: _Header) -> _Layout:
     if vec_channels is not None and vec_channels != channels:
         if ch_entry is not None:
             raise SequenceFileError(
-                path, f"DimSize has {vec_channels} vector components but "
-                f"ElementNumberOfChannels = {channels}", line=ch_entry.line,
+                path,
+                f"DimSize has {vec_channels} vector components but "
+                f"ElementNumberOfChannels = {channels}",
+                line=ch_entry.line,
             )
         channels = vec_channels
 
@@ -615,8 +711,10 @@ def _mha_layout(path: Path, h: _Header) -> _Layout:
     code = _MET_TYPES.get(type_entry.value.strip().upper())
     if code is None:
         raise SequenceFileError(
-            path, f"ElementType = {type_entry.value!r} is not supported (known: "
-            f"{', '.join(sorted(_MET_TYPES))})", line=type_entry.line,
+            path,
+            f"ElementType = {type_entry.value!r} is not supported (known: "
+            f"{', '.join(sorted(_MET_TYPES))})",
+            line=type_entry.line,
         )
     msb = h.get("BinaryDataByteOrderMSB", "ElementByteOrderMSB")
     big = msb is not None and msb.value.strip().lower() == "true"
@@ -637,12 +735,14 @@ def _mha_layout(path: Path, h: _Header) -> _Layout:
                 compressed_size = int(size_entry.value.strip())
             except ValueError:
                 raise SequenceFileError(
-                    path, f"CompressedDataSize = {size_entry.value.strip()!r} is not a whole "
-                    "number", line=size_entry.line,
+                    path,
+                    f"CompressedDataSize = {size_entry.value.strip()!r} is not a whole number",
+                    line=size_entry.line,
                 ) from None
             if compressed_size <= 0 and width * height * frames > 0:
                 raise SequenceFileError(
-                    path, f"CompressedDataSize = {compressed_size}: must be positive",
+                    path,
+                    f"CompressedDataSize = {compressed_size}: must be positive",
                     line=size_entry.line,
                 )
 
@@ -652,15 +752,23 @@ def _mha_layout(path: Path, h: _Header) -> _Layout:
         values = _parse_floats(path, sp_entry, "ElementSpacing")
         if len(values) < 2:
             raise SequenceFileError(
-                path, f"ElementSpacing: expected at least 2 numbers, found {len(values)}",
+                path,
+                f"ElementSpacing: expected at least 2 numbers, found {len(values)}",
                 line=sp_entry.line,
             )
         spacing = (values[0], values[1])
     orient = h.get("UltrasoundImageOrientation")
     itype = h.get("UltrasoundImageType")
     return _Layout(
-        width, height, frames, channels, dtype, "zlib" if compressed else "raw",
-        compressed_size, spacing, orient.value.strip() if orient else "MF",
+        width,
+        height,
+        frames,
+        channels,
+        dtype,
+        "zlib" if compressed else "raw",
+        compressed_size,
+        spacing,
+        orient.value.strip() if orient else "MF",
         itype.value.strip() if itype else "BRIGHTNESS",
     )
 
@@ -681,7 +789,8 @@ def _nrrd_layout(path: Path, h: _Header) -> _Layout:
         ) from None
     if dimension != len(sizes):
         raise SequenceFileError(
-            path, f"sizes has {len(sizes)} values but dimension is {dimension}",
+            path,
+            f"sizes has {len(sizes)} values but dimension is {dimension}",
             line=sizes_entry.line,
         )
     kinds_entry = h.get("kinds")
@@ -689,7 +798,8 @@ def _nrrd_layout(path: Path, h: _Header) -> _Layout:
         kinds = kinds_entry.value.split()
         if len(kinds) != len(sizes):
             raise SequenceFileError(
-                path, f"kinds has {len(kinds)} entries but sizes has {len(sizes)}",
+                path,
+                f"kinds has {len(kinds)} entries but sizes has {len(sizes)}",
                 line=kinds_entry.line,
             )
     elif dimension in (2, 3):
@@ -720,7 +830,8 @@ def _nrrd_layout(path: Path, h: _Header) -> _Layout:
         encoding = "gzip"
     else:
         raise SequenceFileError(
-            path, f"encoding: {enc_entry.value!r} is not supported (use raw or gzip)",
+            path,
+            f"encoding: {enc_entry.value!r} is not supported (use raw or gzip)",
             line=enc_entry.line,
         )
     for skip_name in ("byte skip", "byteskip", "line skip", "lineskip"):
@@ -734,7 +845,14 @@ def _nrrd_layout(path: Path, h: _Header) -> _Layout:
     orient = h.get("ultrasound image orientation", "UltrasoundImageOrientation")
     itype = h.get("ultrasound image type", "UltrasoundImageType")
     return _Layout(
-        width, height, frames, channels or 1, dtype, encoding, None, spacing,
+        width,
+        height,
+        frames,
+        channels or 1,
+        dtype,
+        encoding,
+        None,
+        spacing,
         orient.value.strip() if orient else "MF",
         itype.value.strip() if itype else "BRIGHTNESS",
     )
@@ -747,7 +865,8 @@ def _nrrd_spacing(path: Path, h: _Header, kinds: list[str]) -> tuple[float, floa
         tokens = re.findall(r"\([^)]*\)|none", dirs.value)
         if len(tokens) != len(kinds):
             raise SequenceFileError(
-                path, f"space directions has {len(tokens)} entries, expected {len(kinds)}",
+                path,
+                f"space directions has {len(tokens)} entries, expected {len(kinds)}",
                 line=dirs.line,
             )
         norms: list[float] = []
@@ -761,7 +880,8 @@ def _nrrd_spacing(path: Path, h: _Header, kinds: list[str]) -> tuple[float, floa
                 vec = [float(v) for v in tok.strip("()").split(",")]
             except ValueError:
                 raise SequenceFileError(
-                    path, f"space directions: {tok!r} is not a vector of numbers",
+                    path,
+                    f"space directions: {tok!r} is not a vector of numbers",
                     line=dirs.line,
                 ) from None
             norms.append(math.sqrt(sum(v * v for v in vec)))
@@ -771,7 +891,8 @@ def _nrrd_spacing(path: Path, h: _Header, kinds: list[str]) -> tuple[float, floa
         tokens = spacings.value.split()
         if len(tokens) != len(kinds):
             raise SequenceFileError(
-                path, f"spacings has {len(tokens)} entries, expected {len(kinds)}",
+                path,
+                f"spacings has {len(tokens)} entries, expected {len(kinds)}",
                 line=spacings.line,
             )
         try:
@@ -790,8 +911,10 @@ def _build_sequence(path: Path, f: IO[bytes], h: _Header) -> TrackedSequence:
         if bad:
             e = entries[bad[0]]
             raise SequenceFileError(
-                path, f"field Seq_Frame{bad[0]:04d}_{name} refers to frame {bad[0]} but the "
-                f"size declares {n} frame(s)", line=e.line,
+                path,
+                f"field Seq_Frame{bad[0]:04d}_{name} refers to frame {bad[0]} but the "
+                f"size declares {n} frame(s)",
+                line=e.line,
             )
 
     frames = _read_pixels(path, f, h, layout)
@@ -836,9 +959,7 @@ def _build_sequence(path: Path, f: IO[bytes], h: _Header) -> TrackedSequence:
             values = _parse_floats(path, e, f"Seq_Frame{i:04d}_{fname}", 16)
             mats[i] = np.asarray(values, dtype=np.float64).reshape(4, 4)
             present[i] = True
-        status_field = next(
-            (k for k in h.frame if k.lower() == (fname + "Status").lower()), None
-        )
+        status_field = next((k for k in h.frame if k.lower() == (fname + "Status").lower()), None)
         valid = present.copy()
         if status_field is not None:
             used.add(status_field)
@@ -917,18 +1038,25 @@ def _size_text(layout: _Layout) -> str:
 
 
 def _read_raw(
-    path: Path, src: IO[bytes], offset: int, buf: memoryview, available: int,
-    layout: _Layout, h: _Header,
+    path: Path,
+    src: IO[bytes],
+    offset: int,
+    buf: memoryview,
+    available: int,
+    layout: _Layout,
+    h: _Header,
 ) -> None:
     total = buf.nbytes
     if available < total:
         raise SequenceFileError(
-            path, f"pixel data truncated: the header declares {total} bytes "
+            path,
+            f"pixel data truncated: the header declares {total} bytes "
             f"({_size_text(layout)}) but only {max(available, 0)} follow the header",
         )
     if available > total and h.data_file is None:
         raise SequenceFileError(
-            path, f"{available - total} unexpected bytes after the pixel data: the header "
+            path,
+            f"{available - total} unexpected bytes after the pixel data: the header "
             f"declares {total} bytes ({_size_text(layout)}) but {available} follow it "
             "(wrong DimSize/ElementType?)",
         )
@@ -948,13 +1076,15 @@ def _read_compressed(
     csize = layout.compressed_size
     if csize is not None and csize > available:
         raise SequenceFileError(
-            path, f"CompressedDataSize = {csize} but only {max(available, 0)} bytes follow the "
+            path,
+            f"CompressedDataSize = {csize} but only {max(available, 0)} bytes follow the "
             "header (truncated file or wrong CompressedDataSize)",
         )
     limit = csize if csize is not None else available
     if total > limit * _ZLIB_MAX_RATIO + (1 << 20):
         raise SequenceFileError(
-            path, f"the header declares {total} bytes of pixels ({_size_text(layout)}) but "
+            path,
+            f"the header declares {total} bytes of pixels ({_size_text(layout)}) but "
             f"{limit} compressed bytes cannot hold that much (wrong DimSize?)",
         )
     what = "CompressedDataSize" if layout.encoding == "zlib" else "gzip data"
@@ -974,7 +1104,8 @@ def _read_compressed(
                 piece = d.decompress(data, total - pos + 1)
                 if len(piece) > total - pos:
                     raise SequenceFileError(
-                        path, f"compressed pixel data holds more than the {total} bytes the "
+                        path,
+                        f"compressed pixel data holds more than the {total} bytes the "
                         f"header declares ({_size_text(layout)}; wrong DimSize/ElementType?)",
                     )
                 buf[pos : pos + len(piece)] = piece
@@ -989,17 +1120,20 @@ def _read_compressed(
                 data = d.unconsumed_tail
     except zlib.error as exc:
         raise SequenceFileError(
-            path, f"compressed pixel data is corrupt (zlib: {exc}) after {pos} of {total} "
+            path,
+            f"compressed pixel data is corrupt (zlib: {exc}) after {pos} of {total} "
             "decompressed bytes",
         ) from None
     if pos < total or not d.eof:
         if not d.eof:
             raise SequenceFileError(
-                path, f"compressed pixel data ends early: decompressed {pos} of {total} bytes "
+                path,
+                f"compressed pixel data ends early: decompressed {pos} of {total} bytes "
                 f"({_size_text(layout)}); the file is truncated or the {what} size is wrong",
             )
         raise SequenceFileError(
-            path, f"compressed pixel data holds {pos} bytes but the header declares {total} "
+            path,
+            f"compressed pixel data holds {pos} bytes but the header declares {total} "
             f"({_size_text(layout)}; wrong DimSize/ElementType?)",
         )
 
@@ -1039,8 +1173,9 @@ def _validate(seq: TrackedSequence) -> tuple[int, int, int, int]:
     for name, mats in seq.transforms.items():
         split_transform_name(name)
         if np.shape(mats) != (n, 4, 4):
-            raise ValueError(f"transform {name!r} must have shape ({n}, 4, 4), "
-                             f"got {np.shape(mats)}")
+            raise ValueError(
+                f"transform {name!r} must have shape ({n}, 4, 4), got {np.shape(mats)}"
+            )
         status = seq.transform_status.get(name)
         if status is not None and np.shape(status) != (n,):
             raise ValueError(f"transform_status[{name!r}] must have shape ({n},)")
@@ -1053,9 +1188,7 @@ def _validate(seq: TrackedSequence) -> tuple[int, int, int, int]:
     return n, height, width, channels
 
 
-def _frame_lines(seq: TrackedSequence, n: int, image_status_name: str) -> Iterable[
-    tuple[str, str]
-]:
+def _frame_lines(seq: TrackedSequence, n: int, image_status_name: str) -> Iterable[tuple[str, str]]:
     """Per-frame ``(key, value)`` pairs in PLUS order (alphabetical, image status last)."""
     names = set(seq.frame_fields) | {"Timestamp"}
     for name in seq.transforms:
@@ -1076,7 +1209,7 @@ def _frame_lines(seq: TrackedSequence, n: int, image_status_name: str) -> Iterab
                     continue
             elif name == "FrameNumber":
                 value = str(i)
-            elif name.endswith(TRANSFORM_STATUS_SUFFIX) and name[: -15] in seq.transforms:
+            elif name.endswith(TRANSFORM_STATUS_SUFFIX) and name[:-15] in seq.transforms:
                 status = seq.transform_status.get(name[:-15])
                 value = "OK" if status is None or bool(status[i]) else "INVALID"
             else:
@@ -1145,11 +1278,35 @@ def write_sequence(
     try:
         with os.fdopen(fd, "w+b") as out:
             if fmt == "mha":
-                _write_mha(out, seq, frames, n, height, width, channels, code, spacing,
-                           orientation, image_type, compress)
+                _write_mha(
+                    out,
+                    seq,
+                    frames,
+                    n,
+                    height,
+                    width,
+                    channels,
+                    code,
+                    spacing,
+                    orientation,
+                    image_type,
+                    compress,
+                )
             else:
-                _write_nrrd(out, seq, frames, n, height, width, channels, code, spacing,
-                            orientation, image_type, compress)
+                _write_nrrd(
+                    out,
+                    seq,
+                    frames,
+                    n,
+                    height,
+                    width,
+                    channels,
+                    code,
+                    spacing,
+                    orientation,
+                    image_type,
+                    compress,
+                )
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp_name, p)
@@ -1189,9 +1346,18 @@ _CDS_WIDTH = 20  # digits reserved for CompressedDataSize, patched after compres
 
 
 def _write_mha(
-    out: IO[bytes], seq: TrackedSequence, frames: npt.NDArray[Any], n: int, height: int,
-    width: int, channels: int, code: str, spacing: tuple[float, float], orientation: str,
-    image_type: str, compress: bool,
+    out: IO[bytes],
+    seq: TrackedSequence,
+    frames: npt.NDArray[Any],
+    n: int,
+    height: int,
+    width: int,
+    channels: int,
+    code: str,
+    spacing: tuple[float, float],
+    orientation: str,
+    image_type: str,
+    compress: bool,
 ) -> None:
     lines: list[tuple[str, str]] = [
         ("ObjectType", "Image"),
@@ -1239,15 +1405,26 @@ def _write_mha(
 
 
 def _write_nrrd(
-    out: IO[bytes], seq: TrackedSequence, frames: npt.NDArray[Any], n: int, height: int,
-    width: int, channels: int, code: str, spacing: tuple[float, float], orientation: str,
-    image_type: str, compress: bool,
+    out: IO[bytes],
+    seq: TrackedSequence,
+    frames: npt.NDArray[Any],
+    n: int,
+    height: int,
+    width: int,
+    channels: int,
+    code: str,
+    spacing: tuple[float, float],
+    orientation: str,
+    image_type: str,
+    compress: bool,
 ) -> None:
     vec = channels > 1
     sizes = ([str(channels)] if vec else []) + [str(width), str(height), str(n)]
     kinds = (["vector"] if vec else []) + ["domain", "domain", "list"]
     directions = (["none"] if vec else []) + [
-        f"({_fmt(spacing[0])},0)", f"(0,{_fmt(spacing[1])})", "none"
+        f"({_fmt(spacing[0])},0)",
+        f"(0,{_fmt(spacing[1])})",
+        "none",
     ]
     text = [
         "NRRD0004",

@@ -12,7 +12,7 @@ size -> ``(grey * scale - mean) / std`` -> network -> logits bilinearly resized 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -53,8 +53,9 @@ class LoadedModel:
     ``(B, C, h, w)`` float32 logits as a CPU torch tensor, whatever the backend.
     """
 
-    def __init__(self, card: ModelCard, backend: str, path: Path, device: str,
-                 threads: int | None = None) -> None:
+    def __init__(
+        self, card: ModelCard, backend: str, path: Path, device: str, threads: int | None = None
+    ) -> None:
         self.card, self.backend, self.path, self.device = card, backend, path, device
         self._ts: Any = None
         self._ort: Any = None
@@ -70,14 +71,17 @@ class LoadedModel:
                 import onnxruntime as ort
             except ImportError as e:
                 raise ModelCardError(
-                    f"{card.path}: ONNX model {path.name} needs 'onnxruntime' installed") from e
+                    f"{card.path}: ONNX model {path.name} needs 'onnxruntime' installed"
+                ) from e
             so = ort.SessionOptions()
             if threads:
                 so.intra_op_num_threads = threads
                 so.inter_op_num_threads = 1
             providers = ["CPUExecutionProvider"]
-            if device.startswith("cuda") and "CUDAExecutionProvider" in \
-                    ort.get_available_providers():
+            if (
+                device.startswith("cuda")
+                and "CUDAExecutionProvider" in ort.get_available_providers()
+            ):
                 providers.insert(0, "CUDAExecutionProvider")
             try:
                 self._ort = ort.InferenceSession(str(path), so, providers=providers)
@@ -101,13 +105,14 @@ class LoadedModel:
             y = self.run(torch.zeros(1, 1, h, w))
         except Exception as e:
             raise ModelCardError(
-                f"{self.card.path}: model {self.path.name} fails on a (1, 1, {h}, {w}) "
-                f"input: {e}") from e
+                f"{self.card.path}: model {self.path.name} fails on a (1, 1, {h}, {w}) input: {e}"
+            ) from e
         want = (1, len(self.card.classes), h, w)
         if tuple(y.shape) != want:
             raise ModelCardError(
                 f"{self.card.path}: model output shape {tuple(y.shape)} != {want} "
-                f"(classes {list(self.card.classes)}, input {h}x{w})")
+                f"(classes {list(self.card.classes)}, input {h}x{w})"
+            )
 
 
 def load_model(
@@ -164,8 +169,28 @@ def remove_small_components(mask: np.ndarray, min_px: int) -> np.ndarray:
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
-    """Fill enclosed holes of a boolean ``(H, W)`` mask (``scipy.ndimage``)."""
-    return np.asarray(ndimage.binary_fill_holes(mask))
+    """Fill enclosed holes of a boolean ``(H, W)`` mask (``scipy.ndimage``), working on the
+    mask's bounding box only (a hole cannot reach outside it)."""
+    rows = np.flatnonzero(mask.any(1))
+    if rows.size == 0:
+        return mask.astype(bool)
+    cols = np.flatnonzero(mask.any(0))
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    out = mask.astype(bool)  # a copy
+    out[r0:r1, c0:c1] = ndimage.binary_fill_holes(out[r0:r1, c0:c1])
+    return out
+
+
+def _argmax_classes(p: np.ndarray) -> np.ndarray:
+    """Arg-max over the class axis of ``(C, H, W)`` probabilities -> ``(H, W)`` uint8.
+    (Compares class planes one at a time: ~100x faster than a strided reduction over C.)"""
+    labels = np.zeros(p.shape[1:], dtype=np.uint8)
+    best = p[0]
+    for c in range(1, p.shape[0]):
+        better = p[c] > best
+        labels[better] = c
+        best = np.where(better, p[c], best)
+    return labels
 
 
 @dataclass
@@ -246,8 +271,11 @@ class Segmenter:
     ) -> None:
         if threads:
             torch.set_num_threads(threads)
-        self.model = model if isinstance(model, LoadedModel) else load_model(
-            model, backend=backend, device=device, threads=threads)
+        self.model = (
+            model
+            if isinstance(model, LoadedModel)
+            else load_model(model, backend=backend, device=device, threads=threads)
+        )
         self.card = self.model.card
         self.post = post if post is not None else PostProcess()
 
@@ -269,12 +297,14 @@ class Segmenter:
         """Class probabilities at frame resolution: ``(C, H, W)`` float32 (softmax)."""
         logits = self.model.run(self.preprocess(frame))
         if tuple(logits.shape[-2:]) != frame.shape:
-            logits = F.interpolate(logits, size=frame.shape, mode="bilinear",
-                                   align_corners=False)
+            logits = F.interpolate(logits, size=frame.shape, mode="bilinear", align_corners=False)
         return logits.softmax(1)[0].numpy()
 
     def segment(
-        self, frame: np.ndarray, spacing_mm: tuple[float, float] | None = None
+        self,
+        frame: np.ndarray,
+        spacing_mm: tuple[float, float] | None = None,
+        smoother: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> SegmentationResult:
         """Segment one frame.
 
@@ -282,12 +312,24 @@ class Segmenter:
             frame: ``(H, W)`` uint8 B-mode ROI (image region only, no scanner chrome).
             spacing_mm: ``(sx, sy)`` pixel spacing in mm (column, row); used by
                 ``min_area_mm2`` post-processing.
+            smoother: optional temporal filter applied to the ``(C, h, w)`` float32 class
+                probabilities at the model's resolution before they are brought to frame
+                size (e.g. :class:`us_segmentation.live.TemporalSmoother`); it returns the
+                filtered probabilities of *this* frame, so the mask is never delayed.
 
         Returns:
             :class:`SegmentationResult` ``(labels (H, W) uint8, confidence (H, W) float32)``.
+            Labels are the arg-max of the class probabilities resized bilinearly to the
+            frame; confidence is the winning probability at model resolution, resized.
         """
-        p = self.probabilities(frame)
-        labels = p.argmax(0).astype(np.uint8)
-        conf = p.max(0).astype(np.float32)
+        with torch.no_grad():
+            p = self.model.run(self.preprocess(frame)).softmax(1)  # (1, C, h, w)
+            if smoother is not None:
+                p = torch.from_numpy(np.ascontiguousarray(smoother(p[0].numpy())))[None]
+            conf = p.max(1, keepdim=True).values
+            if tuple(p.shape[-2:]) != frame.shape:
+                p = F.interpolate(p, size=frame.shape, mode="bilinear", align_corners=False)
+                conf = F.interpolate(conf, size=frame.shape, mode="bilinear", align_corners=False)
+            labels = _argmax_classes(p[0].numpy())
         labels = postprocess(labels, self.classes, self.post, spacing_mm)
-        return SegmentationResult(labels, conf)
+        return SegmentationResult(labels, conf[0, 0].numpy())

@@ -484,8 +484,12 @@ class BModeSimulator:
                 if not ok.any():
                     continue
                 r, c = rows[ok], cols[ok]
-                val = (level_db - 6.0 * abs(j) / thick
-                       + self._noise_db[r, c] - self.params.noise_floor_db)
+                val = (
+                    level_db
+                    - 6.0 * abs(j) / thick
+                    + self._noise_db[r, c]
+                    - self.params.noise_floor_db
+                )
                 db[r, c] = np.maximum(db[r, c], val)
 
     # ------------------------------------------------------------------------- chrome

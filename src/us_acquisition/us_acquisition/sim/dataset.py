@@ -123,7 +123,8 @@ def simulate_sweep(
     frames = sample_frames(trajectory, fps, time_offset_ms, t0_ns)
     if n_frames is not None:
         frames = FrameSamples(
-            frames.timestamps_ns[:n_frames], frames.T_phantom_probe_true[:n_frames],
+            frames.timestamps_ns[:n_frames],
+            frames.T_phantom_probe_true[:n_frames],
             frames.time_offset_ms,
         )
     tracker = sample_tracker(
@@ -157,9 +158,7 @@ def simulate_sweep(
     return Sweep(images, labels, frames, tracker, simulator.pixel_spacing_mm, simulator.roi, meta)
 
 
-def write_sweep_npz(
-    path: str | Path, sweep: Sweep, phantom: NeckPhantom | None = None
-) -> Path:
+def write_sweep_npz(path: str | Path, sweep: Sweep, phantom: NeckPhantom | None = None) -> Path:
     """Write ``sweep`` to a compressed ``.npz``.
 
     Keys: ``images (N,H,W) uint8``, ``labels (N,H,W) uint8``, ``frame_timestamps_ns (N,) int64``,
@@ -249,8 +248,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=_parse_size, default=(640, 480), help="WxH, e.g. 640x480")
     ap.add_argument("--frames-per-sweep", type=int, default=100, help="frames per sweep K")
     ap.add_argument("--spacing", type=float, default=0.25, help="phantom voxel size (mm)")
-    ap.add_argument("--time-offset-ms", type=float, default=0.0,
-                    help="frame stamped t shows the pose at t + offset")
+    ap.add_argument(
+        "--time-offset-ms",
+        type=float,
+        default=0.0,
+        help="frame stamped t shows the pose at t + offset",
+    )
     ap.add_argument("--tracker-rate", type=float, default=120.0, help="tracker rate (Hz)")
     ap.add_argument("--tracker-noise-mm", type=float, default=0.1)
     ap.add_argument("--tracker-noise-deg", type=float, default=0.1)
@@ -270,8 +273,11 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         phantom = NeckPhantom.from_seed(p_seed, spacing_mm=args.spacing)
         write_phantom_npz(out / pid / "phantom.npz", phantom)
-        print(f"[{pid}] seed {p_seed}: built in {time.perf_counter() - t0:.1f} s, "
-              f"thyroid {phantom.thyroid_volume_ml:.1f} mL", flush=True)
+        print(
+            f"[{pid}] seed {p_seed}: built in {time.perf_counter() - t0:.1f} s, "
+            f"thyroid {phantom.thyroid_volume_ml:.1f} mL",
+            flush=True,
+        )
         files[pid] = []
         for j in range(args.sweeps_per_phantom):
             s_seed = p_seed * 100 + j
@@ -279,9 +285,14 @@ def main(argv: list[str] | None = None) -> int:
             sim = BModeSimulator(phantom, BModeParams(width_px=w, height_px=h), seed=s_seed)
             traj = make_trajectory(kind, phantom, s_seed)
             sweep = simulate_sweep(
-                phantom, sim, traj, n_frames=args.frames_per_sweep,
-                tracker_rate_hz=args.tracker_rate, tracker_noise_mm=args.tracker_noise_mm,
-                tracker_noise_deg=args.tracker_noise_deg, time_offset_ms=args.time_offset_ms,
+                phantom,
+                sim,
+                traj,
+                n_frames=args.frames_per_sweep,
+                tracker_rate_hz=args.tracker_rate,
+                tracker_noise_mm=args.tracker_noise_mm,
+                tracker_noise_deg=args.tracker_noise_deg,
+                time_offset_ms=args.time_offset_ms,
                 seed=s_seed,
             )
             sweep.metadata.update(phantom_id=pid, sweep_seed=s_seed, sweep_kind=kind)
@@ -291,21 +302,34 @@ def main(argv: list[str] | None = None) -> int:
             files[pid].append(f"{pid}/{name}")
             done += 1
             el = time.perf_counter() - t_start
-            print(f"  {pid}/{name} {kind}: {sweep.images.shape[0]} frames "
-                  f"[{done}/{total}, {el:.0f} s elapsed, "
-                  f"~{el / done * (total - done):.0f} s left]", flush=True)
+            print(
+                f"  {pid}/{name} {kind}: {sweep.images.shape[0]} frames "
+                f"[{done}/{total}, {el:.0f} s elapsed, "
+                f"~{el / done * (total - done):.0f} s left]",
+                flush=True,
+            )
     split_ids = {k: [f"phantom_{i:03d}" for i in v] for k, v in splits.items()}
     (out / "splits.json").write_text(json.dumps({**split_ids, "files": files}, indent=2))
-    (out / "dataset.json").write_text(json.dumps({
-        "args": {k: (list(v) if isinstance(v, tuple) else str(v) if isinstance(v, Path) else v)
-                 for k, v in vars(args).items()},
-        "phantom_seed_rule": "S * 1000 + i",
-        "sweep_seed_rule": "phantom_seed * 100 + j",
-        "sweep_kinds": list(SWEEP_KINDS),
-        "split_rule": "by phantom, 15% test, 15% validation (>= 1 each when M >= 3)",
-    }, indent=2))
-    print(f"wrote {done} sweeps to {out} in {time.perf_counter() - t_start:.0f} s; "
-          f"splits: " + ", ".join(f"{k}={len(v)}" for k, v in split_ids.items()), flush=True)
+    (out / "dataset.json").write_text(
+        json.dumps(
+            {
+                "args": {
+                    k: (list(v) if isinstance(v, tuple) else str(v) if isinstance(v, Path) else v)
+                    for k, v in vars(args).items()
+                },
+                "phantom_seed_rule": "S * 1000 + i",
+                "sweep_seed_rule": "phantom_seed * 100 + j",
+                "sweep_kinds": list(SWEEP_KINDS),
+                "split_rule": "by phantom, 15% test, 15% validation (>= 1 each when M >= 3)",
+            },
+            indent=2,
+        )
+    )
+    print(
+        f"wrote {done} sweeps to {out} in {time.perf_counter() - t_start:.0f} s; "
+        f"splits: " + ", ".join(f"{k}={len(v)}" for k, v in split_ids.items()),
+        flush=True,
+    )
     return 0
 
 

@@ -22,15 +22,24 @@ def label_colors() -> NDArray[np.uint8]:
     """RGB colour table ``uint8 (256, 3)`` for :class:`Tissue` label images."""
     lut = np.zeros((256, 3), np.uint8)
     colors = {
-        Tissue.BACKGROUND: (40, 40, 40), Tissue.THYROID: (230, 160, 40),
-        Tissue.SKIN: (250, 220, 200), Tissue.FAT: (240, 240, 120),
-        Tissue.STRAP_MUSCLE: (200, 60, 60), Tissue.SCM: (150, 40, 90),
-        Tissue.CAROTID: (230, 20, 20), Tissue.JUGULAR: (40, 80, 230),
-        Tissue.TRACHEA_WALL: (160, 160, 220), Tissue.AIR: (10, 10, 60),
-        Tissue.ESOPHAGUS: (150, 110, 80), Tissue.DEEP_MUSCLE: (120, 50, 50),
-        Tissue.BONE: (245, 245, 245), Tissue.NODULE_HYPO: (120, 200, 80),
-        Tissue.NODULE_ISO: (80, 200, 200), Tissue.NODULE_HYPER: (200, 240, 120),
-        Tissue.CALCIFICATION: (255, 255, 255), Tissue.GEL: (0, 0, 0),
+        Tissue.BACKGROUND: (40, 40, 40),
+        Tissue.THYROID: (230, 160, 40),
+        Tissue.SKIN: (250, 220, 200),
+        Tissue.FAT: (240, 240, 120),
+        Tissue.STRAP_MUSCLE: (200, 60, 60),
+        Tissue.SCM: (150, 40, 90),
+        Tissue.CAROTID: (230, 20, 20),
+        Tissue.JUGULAR: (40, 80, 230),
+        Tissue.TRACHEA_WALL: (160, 160, 220),
+        Tissue.AIR: (10, 10, 60),
+        Tissue.ESOPHAGUS: (150, 110, 80),
+        Tissue.DEEP_MUSCLE: (120, 50, 50),
+        Tissue.BONE: (245, 245, 245),
+        Tissue.NODULE_HYPO: (120, 200, 80),
+        Tissue.NODULE_ISO: (80, 200, 200),
+        Tissue.NODULE_HYPER: (200, 240, 120),
+        Tissue.CALCIFICATION: (255, 255, 255),
+        Tissue.GEL: (0, 0, 0),
         Tissue.OUTSIDE: (0, 0, 0),
     }
     for k, c in colors.items():
@@ -46,8 +55,9 @@ def make_gallery(out: str | Path, seed: int = 4, spacing_mm: float = 0.25) -> Pa
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    ph = NeckPhantom.from_seed(seed, spacing_mm=spacing_mm, n_nodules=2,
-                               calcification_probability=1.0)
+    ph = NeckPhantom.from_seed(
+        seed, spacing_mm=spacing_mm, n_nodules=2, calcification_probability=1.0
+    )
     lm = ph.landmarks
     sim = BModeSimulator(ph, seed=seed)
     zc = 0.5 * (lm.lobe_centre_mm["left"][2] + lm.lobe_centre_mm["right"][2])
@@ -85,8 +95,9 @@ def make_gallery(out: str | Path, seed: int = 4, spacing_mm: float = 0.25) -> Pa
     ax.imshow(screen.image, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
     x0, y0, rw, rh = screen.roi
     ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), rw, rh, fill=False, ec="lime", lw=1.5))
-    ax.set_title(f"1920x1080 scanner-screen mode, ROI (x, y, w, h) = {screen.roi} (green)",
-                 fontsize=10)
+    ax.set_title(
+        f"1920x1080 scanner-screen mode, ROI (x, y, w, h) = {screen.roi} (green)", fontsize=10
+    )
     ax.axis("off")
     fig.suptitle(
         f"us_acquisition.sim: phantom seed {seed}, {ph.thyroid_volume_ml:.1f} mL gland, "

@@ -67,8 +67,10 @@ def pose_matrix(R: ArrayLike, t: ArrayLike) -> NDArray[np.float64]:
 
 def _local_rot(tilts_deg: NDArray[np.float64]) -> NDArray[np.float64]:
     """Rotation(s) ``Rx(a) @ Ry(b) @ Rz(c)`` for ``(..., 3)`` angles in degrees."""
-    return Rotation.from_euler("XYZ", tilts_deg.reshape(-1, 3), degrees=True).as_matrix().reshape(
-        (*tilts_deg.shape[:-1], 3, 3)
+    return (
+        Rotation.from_euler("XYZ", tilts_deg.reshape(-1, 3), degrees=True)
+        .as_matrix()
+        .reshape((*tilts_deg.shape[:-1], 3, 3))
     )
 
 
@@ -259,8 +261,15 @@ class ProbeTrajectory:
             s = prog(t)
             return np.stack([np.full_like(s, xc), np.zeros_like(s), z0 + (z1 - z0) * s], axis=1)
 
-        info = dict(seed=int(seed), z_range_mm=[z0, z1], x_mm=xc, tremor_mm=tremor_mm,
-                    drift_mm=drift_mm, tilt_deg=tilt_deg, speed_variation=speed_variation)
+        info = dict(
+            seed=int(seed),
+            z_range_mm=[z0, z1],
+            x_mm=xc,
+            tremor_mm=tremor_mm,
+            drift_mm=drift_mm,
+            tilt_deg=tilt_deg,
+            speed_variation=speed_variation,
+        )
         return cls("freehand_transverse", duration_s, path, "transverse", tilt, jitter, info)
 
     @classmethod
@@ -294,9 +303,16 @@ class ProbeTrajectory:
             s = prog(t)
             return np.stack([x0 + (x1 - x0) * s, np.zeros_like(s), np.full_like(s, cz)], axis=1)
 
-        info = dict(seed=int(seed), side=side, x_range_mm=[x0, x1], z_mm=cz,
-                    tremor_mm=tremor_mm, drift_mm=drift_mm, tilt_deg=tilt_deg,
-                    speed_variation=speed_variation)
+        info = dict(
+            seed=int(seed),
+            side=side,
+            x_range_mm=[x0, x1],
+            z_mm=cz,
+            tremor_mm=tremor_mm,
+            drift_mm=drift_mm,
+            tilt_deg=tilt_deg,
+            speed_variation=speed_variation,
+        )
         return cls("freehand_longitudinal", duration_s, path, "longitudinal", tilt, jitter, info)
 
     @classmethod
@@ -328,8 +344,12 @@ class ProbeTrajectory:
             s = t * speed_mm_s
             return np.stack([np.interp(s, arc, way[:, k]) for k in range(3)], axis=1)
 
-        info = dict(n_lines=n_lines, line_spacing_mm=line_spacing_mm, speed_mm_s=speed_mm_s,
-                    waypoints_mm=way.tolist())
+        info = dict(
+            n_lines=n_lines,
+            line_spacing_mm=line_spacing_mm,
+            speed_mm_s=speed_mm_s,
+            waypoints_mm=way.tolist(),
+        )
         return cls("robot_raster", duration, path, base, None, None, info)
 
 
@@ -352,8 +372,9 @@ class FrameSamples:
     time_offset_ms: float = 0.0
 
 
-def _stamps(rate_hz: float, duration_s: float, t0_ns: int) -> tuple[NDArray[np.float64],
-                                                                      NDArray[np.int64]]:
+def _stamps(
+    rate_hz: float, duration_s: float, t0_ns: int
+) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
     n = int(np.floor(duration_s * rate_hz + 1e-9)) + 1
     t = np.arange(n, dtype=np.float64) / rate_hz
     return t, int(t0_ns) + np.rint(t * 1e9).astype(np.int64)

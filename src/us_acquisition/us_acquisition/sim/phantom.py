@@ -281,9 +281,7 @@ class NeckPhantom:
         fat_fx = _smooth_fn(rng, 0.2)
         fat_fz = _smooth_fn(rng, 0.15)
 
-        def fat_bottom(
-            X: NDArray[np.float64], Z: NDArray[np.float64]
-        ) -> NDArray[np.float64]:
+        def fat_bottom(X: NDArray[np.float64], Z: NDArray[np.float64]) -> NDArray[np.float64]:
             return p.skin_thickness_mm + p.fat_thickness_mm * (
                 1.0 + fat_fx(X / xh) + fat_fz(Z / zh)
             )
@@ -294,9 +292,7 @@ class NeckPhantom:
             (-xh, xh, 0, fat_max, -zh, zh),
             lambda X, Y, Z: (Y >= 0) & (Y < fat_bottom(X, Z)),
         )
-        self._paint(
-            Tissue.SKIN, (-xh, xh, 0, p.skin_thickness_mm, -zh, zh), lambda X, Y, Z: Y >= 0
-        )
+        self._paint(Tissue.SKIN, (-xh, xh, 0, p.skin_thickness_mm, -zh, zh), lambda X, Y, Z: Y >= 0)
 
         # Key depths.
         y_ant = p.skin_thickness_mm + p.fat_thickness_mm + p.strap_thickness_mm + 0.4
@@ -317,7 +313,9 @@ class NeckPhantom:
             cx_m = sgn * 8.0
 
             def longus(
-                X: NDArray[np.float64], Y: NDArray[np.float64], Z: NDArray[np.float64],
+                X: NDArray[np.float64],
+                Y: NDArray[np.float64],
+                Z: NDArray[np.float64],
                 c: float = cx_m,
             ) -> NDArray[np.bool_]:
                 yc = y_bone - 3.5
@@ -336,7 +334,9 @@ class NeckPhantom:
         for sgn in (-1.0, 1.0):
 
             def scm(
-                X: NDArray[np.float64], Y: NDArray[np.float64], Z: NDArray[np.float64],
+                X: NDArray[np.float64],
+                Y: NDArray[np.float64],
+                Z: NDArray[np.float64],
                 sgn: float = sgn,
             ) -> NDArray[np.bool_]:
                 cx = sgn * (27.0 + 0.12 * Z)
@@ -398,13 +398,21 @@ class NeckPhantom:
             expo = p.lobe_profile_exponent
 
             def lobe(
-                X: NDArray[np.float64], Y: NDArray[np.float64], Z: NDArray[np.float64],
-                sgn: float = sgn, hw: float = hw, hd: float = hd, hl: float = hl,
-                cx0: float = cx0, cy0: float = cy0, zc_lobe: float = zc_lobe,
+                X: NDArray[np.float64],
+                Y: NDArray[np.float64],
+                Z: NDArray[np.float64],
+                sgn: float = sgn,
+                hw: float = hw,
+                hd: float = hd,
+                hl: float = hl,
+                cx0: float = cx0,
+                cy0: float = cy0,
+                zc_lobe: float = zc_lobe,
                 dx: Callable[[NDArray[np.float64]], NDArray[np.float64]] = dx,
                 dy: Callable[[NDArray[np.float64]], NDArray[np.float64]] = dy,
                 bend_x: Callable[[NDArray[np.float64]], NDArray[np.float64]] = bend_x,
-                taper: float = taper, expo: float = expo,
+                taper: float = taper,
+                expo: float = expo,
             ) -> NDArray[np.bool_]:
                 s = np.clip((Z - zc_lobe) / hl, -1.0, 1.0)
                 prof = np.power(np.clip(1.0 - s**2, 0.0, None), expo) * (1.0 - taper * s)
@@ -419,8 +427,14 @@ class NeckPhantom:
             bx = abs(cx0) + hw + 5
             self._paint(
                 Tissue.THYROID,
-                (min(sgn * bx, 0), max(sgn * bx, 0), y_ant - 1, cy0 + hd + 4,
-                 zc_lobe - hl - 1, zc_lobe + hl + 1),
+                (
+                    min(sgn * bx, 0),
+                    max(sgn * bx, 0),
+                    y_ant - 1,
+                    cy0 + hd + 4,
+                    zc_lobe - hl - 1,
+                    zc_lobe + hl + 1,
+                ),
                 lobe,
             )
             lobe_centres[side] = (cx0, cy0, zc_lobe)
@@ -477,15 +491,25 @@ class NeckPhantom:
             jvar = _smooth_fn(rng, 0.15)
 
             def cca(
-                X: NDArray[np.float64], Y: NDArray[np.float64], Z: NDArray[np.float64],
-                ccx: float = ccx, ccy: float = ccy, sgn: float = sgn, zl: float = zl,
+                X: NDArray[np.float64],
+                Y: NDArray[np.float64],
+                Z: NDArray[np.float64],
+                ccx: float = ccx,
+                ccy: float = ccy,
+                sgn: float = sgn,
+                zl: float = zl,
             ) -> NDArray[np.bool_]:
                 cx = ccx + sgn * 0.06 * (Z - zl)
                 return (X - cx) ** 2 + (Y - ccy) ** 2 <= r_cc**2
 
             def ijv(
-                X: NDArray[np.float64], Y: NDArray[np.float64], Z: NDArray[np.float64],
-                jx: float = jx, jy: float = jy, sgn: float = sgn, zl: float = zl,
+                X: NDArray[np.float64],
+                Y: NDArray[np.float64],
+                Z: NDArray[np.float64],
+                jx: float = jx,
+                jy: float = jy,
+                sgn: float = sgn,
+                zl: float = zl,
                 jvar: Callable[[NDArray[np.float64]], NDArray[np.float64]] = jvar,
             ) -> NDArray[np.bool_]:
                 k = 1.0 + jvar(Z / zh)
@@ -498,7 +522,10 @@ class NeckPhantom:
                 (-xh, xh, jy - 1.3 * jry - 1, jy + 1.3 * jry + 1, -zh, zh),
                 ijv,
                 only_on=(
-                    Tissue.BACKGROUND, Tissue.THYROID, Tissue.SCM, Tissue.STRAP_MUSCLE,
+                    Tissue.BACKGROUND,
+                    Tissue.THYROID,
+                    Tissue.SCM,
+                    Tissue.STRAP_MUSCLE,
                     Tissue.FAT,
                 ),
             )
@@ -535,7 +562,9 @@ class NeckPhantom:
         )
         r0 = rng.uniform(*p.nodule_radius_mm)
         radii = (
-            r0 * rng.uniform(0.8, 1.1), r0 * rng.uniform(0.75, 1.0), r0 * rng.uniform(0.9, 1.3)
+            r0 * rng.uniform(0.8, 1.1),
+            r0 * rng.uniform(0.75, 1.0),
+            r0 * rng.uniform(0.9, 1.3),
         )
         label = int(rng.choice([Tissue.NODULE_HYPO, Tissue.NODULE_ISO, Tissue.NODULE_HYPER]))
         calc_c: tuple[float, float, float] | None = None
@@ -562,10 +591,15 @@ class NeckPhantom:
             cc = np.asarray(calc_c)
             self._paint(
                 Tissue.CALCIFICATION,
-                (cc[0] - calc_r, cc[0] + calc_r, cc[1] - calc_r, cc[1] + calc_r,
-                 cc[2] - calc_r, cc[2] + calc_r),
-                lambda X, Y, Z: (X - cc[0]) ** 2 + (Y - cc[1]) ** 2 + (Z - cc[2]) ** 2
-                <= calc_r**2,
+                (
+                    cc[0] - calc_r,
+                    cc[0] + calc_r,
+                    cc[1] - calc_r,
+                    cc[1] + calc_r,
+                    cc[2] - calc_r,
+                    cc[2] + calc_r,
+                ),
+                lambda X, Y, Z: (X - cc[0]) ** 2 + (Y - cc[1]) ** 2 + (Z - cc[2]) ** 2 <= calc_r**2,
                 only_on=_NODULE_LABELS,
             )
         self.nodules.append(nod)
@@ -618,4 +652,3 @@ class NeckPhantom:
             "landmarks": dataclasses.asdict(self.landmarks),
             "tissue_labels": {t.name: int(t) for t in Tissue},
         }
-
