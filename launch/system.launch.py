@@ -22,6 +22,7 @@ from launch import LaunchDescription
 # name, package, executable, params file (same table as us_bringup.graph.GRAPH)
 NODES = [
     ("acquisition", "us_acquisition", "acquisition_node", "acquisition.yaml"),
+    ("segmentation", "us_segmentation", "segmentation_node", "segmentation.yaml"),
 ]
 
 

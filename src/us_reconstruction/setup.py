@@ -18,5 +18,5 @@ setup(
         "Probe poses from TF, calibration, freehand 3D compounding, thyroid surface and volume in mL, RViz output and export."
     ),
     license="Apache-2.0",
-    entry_points={"console_scripts": []},
+    entry_points={"console_scripts": ["us-reconstruct = us_reconstruction.offline:main"]},
 )

@@ -29,6 +29,7 @@ setup(
         "console_scripts": [
             "us-seg-train = us_segmentation.train:main",
             "us-seg-evaluate = us_segmentation.evaluate:main",
+            "segmentation_node = us_segmentation.node:main",
         ]
     },
 )

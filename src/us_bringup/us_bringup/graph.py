@@ -17,6 +17,7 @@ class NodeEntry:
 #: In start order. Nodes of later issues are added here as they are built.
 GRAPH: tuple[NodeEntry, ...] = (
     NodeEntry("acquisition", "us_acquisition", "acquisition_node", "acquisition.yaml"),
+    NodeEntry("segmentation", "us_segmentation", "segmentation_node", "segmentation.yaml"),
 )
 NODES = {n.name: n for n in GRAPH}
 DEFAULT_NAMESPACE = "us"

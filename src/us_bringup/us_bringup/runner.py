@@ -144,9 +144,10 @@ class Runner:
         try:
             deadline = time.monotonic() + timeout_s
             while not client.wait_for_service(timeout_sec=0.2):
-                if time.monotonic() > deadline or (
-                    self.stopping.is_set() and label in ("configure", "activate")
-                ):
+                if self.stopping.is_set() and label in ("configure", "activate"):
+                    self.say(f"{entry.name}: {label} skipped, the graph is stopping")
+                    return False
+                if time.monotonic() > deadline:
                     self.say(f"{entry.name}: no lifecycle service within {timeout_s:.0f} s")
                     return False
             req = ChangeState.Request()
@@ -220,6 +221,8 @@ class Runner:
                 self.start(child)
             for child in self.children:
                 if not self.bring_up(child):
+                    if self.stopping.is_set():
+                        return rc  # Ctrl-C during bring-up: not a failure
                     rc = 1
                     if not self.args.keep_going:
                         self.say(

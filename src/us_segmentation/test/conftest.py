@@ -21,7 +21,14 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.jit.trace(m, x).save(str(d / "model.pt"))
-        torch.onnx.export(m, (x,), str(d / "model.onnx"), input_names=["input"],
-                          output_names=["logits"], opset_version=17, dynamo=False)
+        torch.onnx.export(
+            m,
+            (x,),
+            str(d / "model.onnx"),
+            input_names=["input"],
+            output_names=["logits"],
+            opset_version=17,
+            dynamo=False,
+        )
     write_tiny_card(d)
     return d

@@ -83,10 +83,12 @@ def _geometric(
         disp[..., 0] *= 2.0 / w
         disp[..., 1] *= 2.0 / h
         grid = grid + disp
-    img_o = F.grid_sample(img[:, None], grid, mode="bilinear", padding_mode="zeros",
-                          align_corners=False)[:, 0]
-    tgt_o = F.grid_sample(tgt[:, None].float(), grid, mode="nearest", padding_mode="zeros",
-                          align_corners=False)[:, 0].long()
+    img_o = F.grid_sample(
+        img[:, None], grid, mode="bilinear", padding_mode="zeros", align_corners=False
+    )[:, 0]
+    tgt_o = F.grid_sample(
+        tgt[:, None].float(), grid, mode="nearest", padding_mode="zeros", align_corners=False
+    )[:, 0].long()
     return img_o, tgt_o
 
 
@@ -109,7 +111,8 @@ def _intensity(img: torch.Tensor, p: AugmentParams, g: torch.Generator) -> torch
         r0 = _uniform(b, 0.0, h * 0.7, g)
         f = _uniform(b, *p.shadow_factor, g)
         colm = torch.sigmoid((cols[None] - c0[:, None]) / 2.0) * torch.sigmoid(
-            (c0[:, None] + bw[:, None] - cols[None]) / 2.0)
+            (c0[:, None] + bw[:, None] - cols[None]) / 2.0
+        )
         rowm = torch.sigmoid((rows[None] - r0[:, None]) / 3.0)
         mask = rowm[:, :, None] * colm[:, None, :] * sh[:, None, None]
         img = img * (1.0 - mask * (1.0 - f[:, None, None]))

@@ -32,9 +32,12 @@ def main(argv: list[str] | None = None) -> int:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             ts = torch.jit.freeze(torch.jit.trace(m, x))
-        row: dict[str, object] = {"base": base, "input_hw": [h, w],
-                                  "parameters": count_parameters(m),
-                                  "mb": round(count_parameters(m) * 4 / 1e6, 2)}
+        row: dict[str, object] = {
+            "base": base,
+            "input_hw": [h, w],
+            "parameters": count_parameters(m),
+            "mb": round(count_parameters(m) * 4 / 1e6, 2),
+        }
         for th in (1, 2):
             torch.set_num_threads(th)
             with torch.no_grad():

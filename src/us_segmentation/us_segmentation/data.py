@@ -40,14 +40,16 @@ def resize_frames(images: np.ndarray | torch.Tensor, size_hw: tuple[int, int]) -
     Returns:
         ``(N, h, w)`` float32 tensor in [0, 255] (bilinear, anti-aliased when shrinking).
     """
-    t = torch.as_tensor(np.ascontiguousarray(images) if isinstance(images, np.ndarray)
-                        else images).float()
+    t = torch.as_tensor(
+        np.ascontiguousarray(images) if isinstance(images, np.ndarray) else images
+    ).float()
     if t.ndim == 2:
         t = t[None]
     if tuple(t.shape[-2:]) == tuple(size_hw):
         return t.contiguous()
-    out = F.interpolate(t[:, None], size=size_hw, mode="bilinear", align_corners=False,
-                        antialias=True)
+    out = F.interpolate(
+        t[:, None], size=size_hw, mode="bilinear", align_corners=False, antialias=True
+    )
     return out[:, 0].clamp_(0.0, 255.0)
 
 
@@ -56,8 +58,7 @@ def resize_masks(masks: np.ndarray, size_hw: tuple[int, int], n_classes: int) ->
     voting (each class's indicator is resized like the images, then arg-max)."""
     t = torch.as_tensor(np.ascontiguousarray(masks)).long()
     one_hot = F.one_hot(t, n_classes).permute(0, 3, 1, 2).float()
-    r = F.interpolate(one_hot, size=size_hw, mode="bilinear", align_corners=False,
-                      antialias=True)
+    r = F.interpolate(one_hot, size=size_hw, mode="bilinear", align_corners=False, antialias=True)
     return r.argmax(1).to(torch.uint8).numpy()
 
 
@@ -88,8 +89,11 @@ def read_splits(data_dir: str | Path) -> dict[str, list[str]]:
     data_dir = Path(data_dir)
     s = json.loads((data_dir / "splits.json").read_text())
     files: dict[str, list[str]] = s["files"]
-    return {k: [f for pid in s[k] for f in files[pid]]
-            for k in ("train", "validation", "test") if k in s}
+    return {
+        k: [f for pid in s[k] for f in files[pid]]
+        for k in ("train", "validation", "test")
+        if k in s
+    }
 
 
 @dataclass
@@ -131,5 +135,6 @@ def load_split(
         tgts.append(resize_masks(class_targets(lab, class_names), size_hw, len(class_names)))
         sp.append(np.repeat(spacing[None], len(im), 0))
         idx.append(np.full(len(im), k, np.int32))
-    return FrameSet(np.concatenate(imgs), np.concatenate(tgts), np.concatenate(sp),
-                    np.concatenate(idx), files)
+    return FrameSet(
+        np.concatenate(imgs), np.concatenate(tgts), np.concatenate(sp), np.concatenate(idx), files
+    )

@@ -37,14 +37,22 @@ def _summary(x: list[float]) -> dict[str, float]:
     a = a[np.isfinite(a)]
     if a.size == 0:
         return {"n": 0}
-    return {"n": int(a.size), "mean": round(float(a.mean()), 4),
-            "median": round(float(np.median(a)), 4), "p05": round(float(np.percentile(a, 5)), 4),
-            "p95": round(float(np.percentile(a, 95)), 4), "min": round(float(a.min()), 4),
-            "max": round(float(a.max()), 4)}
+    return {
+        "n": int(a.size),
+        "mean": round(float(a.mean()), 4),
+        "median": round(float(np.median(a)), 4),
+        "p05": round(float(np.percentile(a, 5)), 4),
+        "p95": round(float(np.percentile(a, 95)), 4),
+        "min": round(float(a.min()), 4),
+        "max": round(float(a.max()), 4),
+    }
 
 
 def evaluate_split(
-    seg: Segmenter, data_dir: str | Path, split: str = "test", frame_step: int = 1,
+    seg: Segmenter,
+    data_dir: str | Path,
+    split: str = "test",
+    frame_step: int = 1,
     files: list[str] | None = None,
 ) -> dict[str, Any]:
     """Dice / HD95 (mm) of the thyroid class on every ``frame_step``-th frame of a split.
@@ -88,12 +96,21 @@ def evaluate_split(
             elif pred.any():
                 fp += 1
     return {
-        "split": split, "files": len(files), "frames": n, "frames_with_thyroid": n_gt,
-        "dice": _summary(dices), "dice_global": round(2.0 * inter / max(tot, 1), 4),
-        "hd95_mm": _summary(hds), "missed_frames": missed, "false_positive_frames": fp,
-        "per_kind": {kk: {"dice": _summary(v["dice"]), "hd95_mm": _summary(v["hd95_mm"])}
-                     for kk, v in per_kind.items()},
-        "resolution": "full frame", "class": "thyroid (gland incl. nodules)",
+        "split": split,
+        "files": len(files),
+        "frames": n,
+        "frames_with_thyroid": n_gt,
+        "dice": _summary(dices),
+        "dice_global": round(2.0 * inter / max(tot, 1), 4),
+        "hd95_mm": _summary(hds),
+        "missed_frames": missed,
+        "false_positive_frames": fp,
+        "per_kind": {
+            kk: {"dice": _summary(v["dice"]), "hd95_mm": _summary(v["hd95_mm"])}
+            for kk, v in per_kind.items()
+        },
+        "resolution": "full frame",
+        "class": "thyroid (gland incl. nodules)",
     }
 
 
@@ -110,9 +127,12 @@ def benchmark(model: LoadedModel, threads: int, iters: int = 100) -> dict[str, f
         t0 = time.perf_counter()
         model.run(x)
         ts.append((time.perf_counter() - t0) * 1e3)
-    return {"p50_ms": round(float(np.percentile(ts, 50)), 2),
-            "p95_ms": round(float(np.percentile(ts, 95)), 2),
-            "mean_ms": round(float(np.mean(ts)), 2), "iters": iters}
+    return {
+        "p50_ms": round(float(np.percentile(ts, 50)), 2),
+        "p95_ms": round(float(np.percentile(ts, 95)), 2),
+        "mean_ms": round(float(np.mean(ts)), 2),
+        "iters": iters,
+    }
 
 
 def benchmark_all(model_dir: str | Path, iters: int = 100) -> dict[str, Any]:
@@ -139,7 +159,9 @@ def benchmark_all(model_dir: str | Path, iters: int = 100) -> dict[str, Any]:
         ts.append((time.perf_counter() - t0) * 1e3)
     out["segment_640x480_torchscript_2t"] = {
         "p50_ms": round(float(np.percentile(ts, 50)), 2),
-        "p95_ms": round(float(np.percentile(ts, 95)), 2), "iters": len(ts)}
+        "p95_ms": round(float(np.percentile(ts, 95)), 2),
+        "iters": len(ts),
+    }
     return out
 
 
@@ -152,27 +174,35 @@ def update_card(card_path: Path, split: str, res: dict[str, Any], data: str) -> 
     mfile.write_text(json.dumps(m, indent=2))
     card = yaml.safe_load(card_path.read_text())
     summary: dict[str, Any] = {
-        "dice_mean": res["dice"].get("mean"), "dice_median": res["dice"].get("median"),
-        "dice_global": res["dice_global"], "hd95_mm_mean": res["hd95_mm"].get("mean"),
+        "dice_mean": res["dice"].get("mean"),
+        "dice_median": res["dice"].get("median"),
+        "dice_global": res["dice_global"],
+        "hd95_mm_mean": res["hd95_mm"].get("mean"),
         "hd95_mm_median": res["hd95_mm"].get("median"),
-        "hd95_mm_p95": res["hd95_mm"].get("p95"), "frames": res["frames"],
+        "hd95_mm_p95": res["hd95_mm"].get("p95"),
+        "frames": res["frames"],
         "frames_with_thyroid": res["frames_with_thyroid"],
         "missed_frames": res["missed_frames"],
         "false_positive_frames": res["false_positive_frames"],
-        "data": data, "resolution": "full frame",
+        "data": data,
+        "resolution": "full frame",
     }
     if "speed" in res:
         summary["speed_ms_p50_p95"] = {
-            k: [v.get("p50_ms"), v.get("p95_ms")] for k, v in res["speed"].items()
-            if isinstance(v, dict) and "p50_ms" in v}
+            k: [v.get("p50_ms"), v.get("p95_ms")]
+            for k, v in res["speed"].items()
+            if isinstance(v, dict) and "p50_ms" in v
+        }
     card.setdefault("metrics", {})[split] = summary
     card_path.write_text(yaml.safe_dump(card, sort_keys=False, width=100))
 
 
 def main(argv: list[str] | None = None) -> int:
     """Evaluation CLI entry point."""
-    ap = argparse.ArgumentParser(prog="python -m us_segmentation.evaluate",
-                                 description="Dice / HD95 (mm) / speed of a carded model.")
+    ap = argparse.ArgumentParser(
+        prog="python -m us_segmentation.evaluate",
+        description="Dice / HD95 (mm) / speed of a carded model.",
+    )
     ap.add_argument("--model", required=True, type=Path, help="model dir or card")
     ap.add_argument("--data", required=True, type=Path, help="simulator dataset directory")
     ap.add_argument("--split", default="test", choices=["train", "validation", "test"])
@@ -186,14 +216,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-bench", action="store_true")
     ap.add_argument("--bench-only", action="store_true", help="speed only, no accuracy")
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
-    ap.add_argument("--update-card", action="store_true",
-                    help="store the results in the model's metrics.json and model_card.yaml")
+    ap.add_argument(
+        "--update-card",
+        action="store_true",
+        help="store the results in the model's metrics.json and model_card.yaml",
+    )
     args = ap.parse_args(argv)
 
-    post = PostProcess(largest_component=args.largest_component,
-                       fill_holes=not args.no_fill_holes, min_area_mm2=args.min_area_mm2)
-    seg = Segmenter(args.model, backend=args.backend, device="cpu", threads=args.threads,
-                    post=post)
+    post = PostProcess(
+        largest_component=args.largest_component,
+        fill_holes=not args.no_fill_holes,
+        min_area_mm2=args.min_area_mm2,
+    )
+    seg = Segmenter(args.model, backend=args.backend, device="cpu", threads=args.threads, post=post)
     if args.bench_only:
         speed = benchmark_all(args.model, args.iters)
         print(json.dumps(speed, indent=2))
@@ -210,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         res["speed"]["torch_version"] = str(torch.__version__)
         try:
             import onnxruntime as ort
+
             res["speed"]["onnxruntime_version"] = ort.__version__
         except ImportError:
             pass

@@ -93,7 +93,8 @@ class ModelCard:
             return self.onnx_file, "onnx"
         raise ModelCardError(
             f"{self.path}: no {backend!r} model file (primary is {self.model_file.name} "
-            f"= {self.backend}; onnx_file: {self.onnx_file})")
+            f"= {self.backend}; onnx_file: {self.onnx_file})"
+        )
 
 
 def backend_for_file(path: Path, card: Path | None = None) -> str:
@@ -103,7 +104,8 @@ def backend_for_file(path: Path, card: Path | None = None) -> str:
         where = f"{card}: " if card else ""
         raise ModelCardError(
             f"{where}unknown model file extension {path.suffix!r} of {path.name!r}; expected "
-            f"one of {sorted(BACKEND_BY_SUFFIX)} (TorchScript or ONNX)")
+            f"one of {sorted(BACKEND_BY_SUFFIX)} (TorchScript or ONNX)"
+        )
     return b
 
 
@@ -122,7 +124,7 @@ def _get(d: Any, key: str, card: Path) -> Any:
     cur = d
     for i, k in enumerate(parts):
         if not isinstance(cur, dict) or k not in cur:
-            raise ModelCardError(f"{card}: missing required field '{'.'.join(parts[:i + 1])}'")
+            raise ModelCardError(f"{card}: missing required field '{'.'.join(parts[: i + 1])}'")
         cur = cur[k]
     return cur
 
@@ -130,7 +132,8 @@ def _get(d: Any, key: str, card: Path) -> Any:
 def _size(v: Any, key: str, card: Path) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or not MIN_SIZE <= v <= MAX_SIZE:
         raise ModelCardError(
-            f"{card}: '{key}' must be an integer in [{MIN_SIZE}, {MAX_SIZE}] pixels, got {v!r}")
+            f"{card}: '{key}' must be an integer in [{MIN_SIZE}, {MAX_SIZE}] pixels, got {v!r}"
+        )
     return v
 
 
@@ -169,7 +172,8 @@ def load_card(dir_or_card: str | Path) -> ModelCard:
     if "backend" in raw and raw["backend"] != backend:
         raise ModelCardError(
             f"{card}: 'backend: {raw['backend']}' does not match the file extension of "
-            f"{model_file.name} ({backend})")
+            f"{model_file.name} ({backend})"
+        )
     onnx_file = None
     if raw.get("onnx_file"):
         onnx_file = _model_file(card, raw["onnx_file"], "onnx_file")
@@ -188,13 +192,30 @@ def load_card(dir_or_card: str | Path) -> ModelCard:
     if out_type != "logits":
         raise ModelCardError(f"{card}: 'output.type' must be 'logits', got {out_type!r}")
     classes = _get(raw, "output.classes", card)
-    if (not isinstance(classes, list) or len(classes) < 2
-            or not all(isinstance(c, str) and c for c in classes)):
+    if (
+        not isinstance(classes, list)
+        or len(classes) < 2
+        or not all(isinstance(c, str) and c for c in classes)
+    ):
         raise ModelCardError(
-            f"{card}: 'output.classes' must be a list of >= 2 class names, got {classes!r}")
+            f"{card}: 'output.classes' must be a list of >= 2 class names, got {classes!r}"
+        )
     if len(set(classes)) != len(classes):
         raise ModelCardError(f"{card}: 'output.classes' has duplicates: {classes}")
     if "thyroid" not in classes:
         raise ModelCardError(f"{card}: 'output.classes' must include 'thyroid', got {classes}")
-    return ModelCard(card, name, version, model_file, backend, (h, w), 1, scale, mean, std,
-                     tuple(classes), onnx_file, raw)
+    return ModelCard(
+        card,
+        name,
+        version,
+        model_file,
+        backend,
+        (h, w),
+        1,
+        scale,
+        mean,
+        std,
+        tuple(classes),
+        onnx_file,
+        raw,
+    )

@@ -62,17 +62,19 @@ def validate(
     model.eval()
     dices, inter, tot = [], 0, 0
     for i in range(0, len(fs.images), batch):
-        x = _normalise(torch.from_numpy(fs.images[i:i + batch]).float(), mean, std)
+        x = _normalise(torch.from_numpy(fs.images[i : i + batch]).float(), mean, std)
         pred = model(x).argmax(1).numpy() == cls
-        gt = fs.targets[i:i + batch] == cls
+        gt = fs.targets[i : i + batch] == cls
         for p, g in zip(pred, gt, strict=True):
             it, s = int((p & g).sum()), int(p.sum() + g.sum())
             inter += it
             tot += s
             if g.any():
                 dices.append(2.0 * it / s)
-    return {"dice_mean": float(np.mean(dices)) if dices else float("nan"),
-            "dice_global": 2.0 * inter / max(tot, 1)}
+    return {
+        "dice_mean": float(np.mean(dices)) if dices else float("nan"),
+        "dice_global": 2.0 * inter / max(tot, 1),
+    }
 
 
 def export_model(model: nn.Module, out: Path, hw: tuple[int, int]) -> dict[str, str]:
@@ -89,9 +91,16 @@ def export_model(model: nn.Module, out: Path, hw: tuple[int, int]) -> dict[str, 
     try:
         with warnings.catch_warnings():  # legacy (TorchScript-based) exporter: static graph
             warnings.simplefilter("ignore", DeprecationWarning)
-            torch.onnx.export(model, (x,), str(out / "model.onnx"), input_names=["input"],
-                              output_names=["logits"], opset_version=17, dynamo=False,
-                              dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+            torch.onnx.export(
+                model,
+                (x,),
+                str(out / "model.onnx"),
+                input_names=["input"],
+                output_names=["logits"],
+                opset_version=17,
+                dynamo=False,
+                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            )
         files["onnx"] = "model.onnx"
     except Exception as e:  # noqa: BLE001 - ONNX export is optional
         print(f"ONNX export failed: {e}", file=sys.stderr)
@@ -118,7 +127,8 @@ def _dataset_info(data: Path) -> dict[str, Any]:
                 f"python -m us_acquisition.sim.dataset --out {a.get('out')} "
                 f"--phantoms {a.get('phantoms')} --sweeps-per-phantom "
                 f"{a.get('sweeps_per_phantom')} --seed {a.get('seed')} --frames-per-sweep "
-                f"{a.get('frames_per_sweep')} --size {size[0]}x{size[1]}")
+                f"{a.get('frames_per_sweep')} --size {size[0]}x{size[1]}"
+            )
     sp = data / "splits.json"
     if sp.is_file():
         s = json.loads(sp.read_text())
@@ -128,8 +138,9 @@ def _dataset_info(data: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """Training CLI entry point."""
-    ap = argparse.ArgumentParser(prog="python -m us_segmentation.train",
-                                 description="Train the thyroid segmentation U-Net.")
+    ap = argparse.ArgumentParser(
+        prog="python -m us_segmentation.train", description="Train the thyroid segmentation U-Net."
+    )
     ap.add_argument("--data", required=True, type=Path, help="simulator dataset directory")
     ap.add_argument("--out", required=True, type=Path, help="output directory")
     ap.add_argument("--epochs", type=int, default=8)
@@ -145,8 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps-per-epoch", type=int, default=100, help="0 = one pass over train")
     ap.add_argument("--val-frame-step", type=int, default=2, help="validate every k-th frame")
     ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
-    ap.add_argument("--time-budget-min", type=float, default=18.0,
-                    help="stop after the epoch that exceeds this wall time")
+    ap.add_argument(
+        "--time-budget-min",
+        type=float,
+        default=18.0,
+        help="stop after the epoch that exceeds this wall time",
+    )
     ap.add_argument("--no-augment", action="store_true")
     ap.add_argument("--name", default="thyroid_unet_v1")
     ap.add_argument("--version", default="1.0.0")
@@ -167,8 +182,11 @@ def main(argv: list[str] | None = None) -> int:
     val = load_split(args.data, "validation", hw, classes, frame_step=args.val_frame_step)
     mean = round(float(train.images.mean() / 255.0), 4)
     std = round(float(train.images.std() / 255.0), 4)
-    print(f"loaded train {train.images.shape} val {val.images.shape} in "
-          f"{time.perf_counter() - t_start:.0f} s; mean {mean} std {std}", flush=True)
+    print(
+        f"loaded train {train.images.shape} val {val.images.shape} in "
+        f"{time.perf_counter() - t_start:.0f} s; mean {mean} std {std}",
+        flush=True,
+    )
 
     model = UNet(1, len(classes), base=args.base, depth=args.depth)
     n_params = count_parameters(model)
@@ -195,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         perm = rng.permutation(len(train.images))
         losses = []
         for s in range(spe):
-            idx = np.sort(perm[(s * args.batch) % len(perm):][:args.batch])
+            idx = np.sort(perm[(s * args.batch) % len(perm) :][: args.batch])
             img = torch.from_numpy(train.images[idx]).float()
             tgt = torch.from_numpy(train.targets[idx]).long()
             if not args.no_augment:
@@ -207,13 +225,20 @@ def main(argv: list[str] | None = None) -> int:
             sched.step()
             losses.append(loss.item())
             if s % 50 == 0:
-                print(f"  epoch {epoch} step {s}/{spe} loss {np.mean(losses[-50:]):.4f} "
-                      f"lr {sched.get_last_lr()[0]:.2e} "
-                      f"[{time.perf_counter() - t_start:.0f} s]", flush=True)
+                print(
+                    f"  epoch {epoch} step {s}/{spe} loss {np.mean(losses[-50:]):.4f} "
+                    f"lr {sched.get_last_lr()[0]:.2e} "
+                    f"[{time.perf_counter() - t_start:.0f} s]",
+                    flush=True,
+                )
         v = validate(model, val, mean, std, classes.index("thyroid"))
-        rec = {"epoch": epoch, "loss": float(np.mean(losses)), **v,
-               "epoch_s": round(time.perf_counter() - t_ep, 1),
-               "elapsed_s": round(time.perf_counter() - t_start, 1)}
+        rec = {
+            "epoch": epoch,
+            "loss": float(np.mean(losses)),
+            **v,
+            "epoch_s": round(time.perf_counter() - t_ep, 1),
+            "elapsed_s": round(time.perf_counter() - t_start, 1),
+        }
         history.append(rec)
         log.write(json.dumps(rec) + "\n")
         log.flush()
@@ -221,8 +246,9 @@ def main(argv: list[str] | None = None) -> int:
         if v["dice_mean"] > best["dice_mean"]:
             best = {**rec}
             best_state = copy.deepcopy(model.state_dict())
-        if (time.perf_counter() - t_start) / 60.0 > args.time_budget_min \
-                and epoch < args.epochs - 1:
+        if (
+            time.perf_counter() - t_start
+        ) / 60.0 > args.time_budget_min and epoch < args.epochs - 1:
             stopped_early = True
             print("time budget reached; stopping", flush=True)
             break
@@ -232,11 +258,16 @@ def main(argv: list[str] | None = None) -> int:
     files = export_model(model, out, hw)
     train_s = time.perf_counter() - t_start
 
-    cmd = "python -m us_segmentation.train " + shlex.join(argv if argv is not None
-                                                          else sys.argv[1:])
+    cmd = "python -m us_segmentation.train " + shlex.join(
+        argv if argv is not None else sys.argv[1:]
+    )
     metrics = {
-        "validation": {"dice_mean": best["dice_mean"], "dice_global": best["dice_global"],
-                       "best_epoch": best["epoch"], "resolution": "model input"},
+        "validation": {
+            "dice_mean": best["dice_mean"],
+            "dice_global": best["dice_global"],
+            "best_epoch": best["epoch"],
+            "resolution": "model input",
+        },
         "history": history,
         "train_frames": len(train.images),
         "val_frames": len(val.images),
@@ -250,36 +281,68 @@ def main(argv: list[str] | None = None) -> int:
         "name": args.name,
         "version": args.version,
         "description": "Thyroid gland (incl. nodules) segmentation of B-mode frames; "
-                       "trained on the us_acquisition simulator only.",
+        "trained on the us_acquisition simulator only.",
         "file": files["torchscript"],
         "backend": "torchscript",
     }
     if "onnx" in files:
         card["onnx_file"] = files["onnx"]
-    card.update({
-        "architecture": {"type": "UNet", "base_channels": args.base, "depth": args.depth,
-                         "norm": "batch", "upsampling": "bilinear", "parameters": n_params},
-        "input": {"height": hw[0], "width": hw[1], "channels": 1, "dtype": "float32",
-                  "layout": "NCHW",
-                  "resize": "whole ROI stretched to height x width, bilinear + antialias "
-                            "(no padding, no crop)"},
-        "normalization": {"scale": 1.0 / 255.0, "mean": mean, "std": std,
-                          "formula": "(grey_uint8 * scale - mean) / std"},
-        "output": {"type": "logits", "classes": list(classes),
-                   "shape": "(B, n_classes, height, width)"},
-        "training": {"command": cmd, "seed": args.seed, "threads": args.threads,
-                     "epochs_run": len(history), "best_epoch": best["epoch"],
-                     "wall_s": round(train_s, 1), "torch": str(torch.__version__),
-                     "augmentation": "flip, depth crop+rescale, scale/rotate/shift, elastic, "
-                                     "gain, contrast, TGC ramp, multiplicative speckle, "
-                                     "shadow bands" if not args.no_augment else "none",
-                     "loss": "cross-entropy + soft Dice", "optimizer": "AdamW + cosine LR",
-                     "data": _dataset_info(args.data)},
-        "metrics": {"validation": metrics["validation"]},
-    })
+    card.update(
+        {
+            "architecture": {
+                "type": "UNet",
+                "base_channels": args.base,
+                "depth": args.depth,
+                "norm": "batch",
+                "upsampling": "bilinear",
+                "parameters": n_params,
+            },
+            "input": {
+                "height": hw[0],
+                "width": hw[1],
+                "channels": 1,
+                "dtype": "float32",
+                "layout": "NCHW",
+                "resize": "whole ROI stretched to height x width, bilinear + antialias "
+                "(no padding, no crop)",
+            },
+            "normalization": {
+                "scale": 1.0 / 255.0,
+                "mean": mean,
+                "std": std,
+                "formula": "(grey_uint8 * scale - mean) / std",
+            },
+            "output": {
+                "type": "logits",
+                "classes": list(classes),
+                "shape": "(B, n_classes, height, width)",
+            },
+            "training": {
+                "command": cmd,
+                "seed": args.seed,
+                "threads": args.threads,
+                "epochs_run": len(history),
+                "best_epoch": best["epoch"],
+                "wall_s": round(train_s, 1),
+                "torch": str(torch.__version__),
+                "augmentation": "flip, depth crop+rescale, scale/rotate/shift, elastic, "
+                "gain, contrast, TGC ramp, multiplicative speckle, "
+                "shadow bands"
+                if not args.no_augment
+                else "none",
+                "loss": "cross-entropy + soft Dice",
+                "optimizer": "AdamW + cosine LR",
+                "data": _dataset_info(args.data),
+            },
+            "metrics": {"validation": metrics["validation"]},
+        }
+    )
     write_card(out / "model_card.yaml", card)
-    print(f"done in {train_s:.0f} s; best epoch {best['epoch']} val dice "
-          f"{best['dice_mean']:.4f}; wrote {out}", flush=True)
+    print(
+        f"done in {train_s:.0f} s; best epoch {best['epoch']} val dice "
+        f"{best['dice_mean']:.4f}; wrote {out}",
+        flush=True,
+    )
     return 0
 
 

@@ -1,0 +1,116 @@
+"""The segmentation node in a real process next to a real acquisition node (simulator)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+
+from lifecycle_msgs.msg import Transition  # noqa: E402
+from rclpy.qos import qos_profile_sensor_data  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+from us_acquisition.node_common import LATCHED  # noqa: E402
+from us_acquisition.ros_testing import RosProbe, start_node, stop_node  # noqa: E402
+
+from us_frame_channel import FrameReader, PixelFormat  # noqa: E402
+from us_interfaces.msg import NodeStatus, SegmentationResult  # noqa: E402
+
+CONFIGURE, ACTIVATE = Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE
+
+
+@pytest.fixture
+def graph(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    uid = uuid.uuid4().hex[:8]
+    ns, frames, masks = f"/t{uid}", f"test/f-{uid}", f"test/m-{uid}"
+    acq = start_node(
+        "acquisition_node",
+        ns,
+        {
+            "source": "sim",
+            "width": 320,
+            "height": 240,
+            "fps": 15.0,
+            "channel_name": frames,
+            "status_rate_hz": 5.0,
+        },
+    )
+    seg = start_node(
+        "segmentation_node",
+        ns,
+        {
+            "input_channel": frames,
+            "mask_channel": masks,
+            "model_path": str(tmp_path / "no-such-model"),
+            "status_rate_hz": 5.0,
+            "preview_rate_hz": 10.0,
+        },
+    )
+    probe = RosProbe(ns)
+    try:
+        yield {"ns": ns, "frames": frames, "masks": masks, "probe": probe, "seg": seg, "acq": acq}
+    finally:
+        probe.close()
+        for p in (seg, acq):
+            stop_node(p)
+
+
+def test_bad_model_fails_configure_then_live_masks(graph: dict[str, Any]) -> None:
+    probe: RosProbe = graph["probe"]
+    status = probe.subscribe(NodeStatus, "segmentation/status", LATCHED)
+    results = probe.subscribe(SegmentationResult, "segmentation/result", 50)
+    overlays = probe.subscribe(Image, "segmentation/overlay", qos_profile_sensor_data)
+
+    # a missing model: configure fails with the reason, the process stays up
+    assert not probe.transition("segmentation", CONFIGURE)
+    assert graph["seg"].poll() is None
+    assert probe.spin_until(lambda: any("no-such-model" in s.last_error for s in status), 10)
+
+    rs = probe.set_params("segmentation", model_path="", backend="torchscript", threads=1)
+    assert all(r.successful for r in rs), [r.reason for r in rs]
+    assert probe.transition("segmentation", CONFIGURE)
+    assert probe.transition("segmentation", ACTIVATE)
+    # segmentation may start before the producer exists: it waits for the channel
+    assert probe.transition("acquisition", CONFIGURE)
+    assert probe.transition("acquisition", ACTIVATE)
+
+    with (
+        FrameReader(graph["frames"], mode="every", wait_s=10.0) as frames,
+        FrameReader(graph["masks"], mode="every", wait_s=20.0) as masks,
+    ):
+        stamps: dict[int, tuple[int, int]] = {}
+        linked = 0
+        while linked < 5:
+            f = frames.read(0.0)
+            while f is not None:
+                with f:
+                    stamps[f.info.seq] = (f.info.host_timestamp_ns, f.info.producer_epoch)
+                f = frames.try_read()
+            m = masks.read(5.0)
+            assert m is not None, "no mask within 5 s"
+            with m:
+                assert m.info.pixel_format is PixelFormat.LABEL8
+                assert m.array.shape == (240, 320)
+                if m.info.source_seq in stamps:
+                    ts, epoch = stamps[m.info.source_seq]
+                    assert (m.info.host_timestamp_ns, m.info.source_epoch) == (ts, epoch)
+                    linked += 1
+    assert probe.spin_until(lambda: len(results) >= 5 and len(overlays) >= 1, 20)
+    r = results[-1]
+    assert r.mask_channel == graph["masks"] and list(r.class_names) == ["background", "thyroid"]
+    assert r.inference_ms > 0 and 0 < r.confidence <= 1 and r.latency_ms > 0
+    assert overlays[-1].encoding == "bgr8" and overlays[-1].width <= 320
+    assert probe.spin_until(
+        lambda: any(s.state == NodeStatus.STATE_ACTIVE and s.frames_out > 0 for s in status), 10
+    )
+    # a parameter that applies at configure is refused while active, a live one is taken
+    (r1,) = probe.set_params("segmentation", threads=2)
+    assert not r1.successful and "applies at configure" in r1.reason
+    rs = probe.set_params("segmentation", temporal_weight=1.0, largest_component=True)
+    assert all(r.successful for r in rs), [r.reason for r in rs]
+    (r3,) = probe.set_params("segmentation", temporal_weight=0.0)
+    assert not r3.successful and "range" in r3.reason
