@@ -21,6 +21,10 @@ BENCHES = {
     "channel": HERE / "bench_channel.py",
     "simulator": HERE / "bench_simulator.py",
     "acquisition": HERE / "bench_acquisition.py",
+    "segmentation": HERE / "bench_segmentation.py",
+    "reconstruction_speed": HERE / "bench_reconstruction_speed.py",
+    "reconstruction_accuracy": HERE / "bench_reconstruction_accuracy.py",
+    "grpc": HERE / "bench_grpc.py",
 }
 
 

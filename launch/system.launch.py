@@ -23,6 +23,8 @@ from launch import LaunchDescription
 NODES = [
     ("acquisition", "us_acquisition", "acquisition_node", "acquisition.yaml"),
     ("segmentation", "us_segmentation", "segmentation_node", "segmentation.yaml"),
+    ("reconstruction", "us_reconstruction", "reconstruction_node", "reconstruction.yaml"),
+    ("grpc_bridge", "us_grpc_bridge", "grpc_bridge_node", "grpc_bridge.yaml"),
 ]
 
 

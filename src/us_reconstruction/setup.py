@@ -18,5 +18,11 @@ setup(
         "Probe poses from TF, calibration, freehand 3D compounding, thyroid surface and volume in mL, RViz output and export."
     ),
     license="Apache-2.0",
-    entry_points={"console_scripts": ["us-reconstruct = us_reconstruction.offline:main"]},
+    entry_points={
+        "console_scripts": [
+            "us-reconstruct = us_reconstruction.offline:main",
+            "us-temporal-calibration = us_reconstruction.temporal_calibration:main",
+            "reconstruction_node = us_reconstruction.node:main",
+        ]
+    },
 )

@@ -84,6 +84,8 @@ def start_node(executable: str, ns: str, params: dict[str, Any]) -> subprocess.P
     for k, v in params.items():
         if isinstance(v, bool):
             v = "true" if v else "false"
+        elif v == "":
+            v = "''"  # an empty string must be quoted on the command line
         args += ["-p", f"{k}:={v}"]
     return subprocess.Popen(
         args,

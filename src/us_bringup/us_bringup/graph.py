@@ -18,6 +18,8 @@ class NodeEntry:
 GRAPH: tuple[NodeEntry, ...] = (
     NodeEntry("acquisition", "us_acquisition", "acquisition_node", "acquisition.yaml"),
     NodeEntry("segmentation", "us_segmentation", "segmentation_node", "segmentation.yaml"),
+    NodeEntry("reconstruction", "us_reconstruction", "reconstruction_node", "reconstruction.yaml"),
+    NodeEntry("grpc_bridge", "us_grpc_bridge", "grpc_bridge_node", "grpc_bridge.yaml"),
 )
 NODES = {n.name: n for n in GRAPH}
 DEFAULT_NAMESPACE = "us"

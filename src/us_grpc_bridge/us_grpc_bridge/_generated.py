@@ -83,10 +83,20 @@ def _compile(out_dir: Path) -> None:
 
 
 def stub_dir() -> Path:
-    """The directory holding ``ultrasound/v1/ultrasound_pb2*.py``, compiled if missing."""
-    out = _cache_root() / _fingerprint()
-    if not (out / "ultrasound" / "v1" / "ultrasound_pb2_grpc.py").exists():
+    """The directory holding ``ultrasound/v1/ultrasound_pb2*.py``, compiled if missing.
+
+    Falls back to the temporary directory when the cache directory is not writable.
+    """
+    fingerprint = _fingerprint()
+    out = _cache_root() / fingerprint
+    if (out / "ultrasound" / "v1" / "ultrasound_pb2_grpc.py").exists():
+        return out
+    try:
         _compile(out)
+    except OSError:
+        out = Path(tempfile.gettempdir()) / f"us_grpc_bridge-{os.getuid()}" / fingerprint
+        if not (out / "ultrasound" / "v1" / "ultrasound_pb2_grpc.py").exists():
+            _compile(out)
     return out
 
 

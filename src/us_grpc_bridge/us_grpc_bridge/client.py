@@ -84,6 +84,9 @@ class UltrasoundClient:
         opts: list[tuple[str, Any]] = [
             ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
             ("grpc.max_send_message_length", 4 * 1024 * 1024),
+            # large frames: fewer HTTP/2 frames per message, a window that fits a 1080p frame
+            ("grpc.http2.max_frame_size", 4 * 1024 * 1024),
+            ("grpc.http2.lookahead_bytes", 8 * 1024 * 1024),
         ]
         if server_name:
             opts.append(("grpc.ssl_target_name_override", server_name))

@@ -25,32 +25,43 @@ from us_frame_channel import FrameInfo, PixelFormat
 T = TypeVar("T")
 
 
+class _Memo:
+    """Values computed once per key (thread-safe; concurrent callers of one key wait for
+    the first one instead of computing it again: N clients, one JPEG encode)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._values: dict[Any, Any] = {}
+
+    def get(self, key: Any, make: Callable[[], Any]) -> Any:
+        with self._lock:  # held while making: encodes of one item are serialized
+            if key not in self._values:
+                self._values[key] = make()
+            return self._values[key]
+
+
 @dataclass
 class ImageItem:
-    """A frame or mask copied out of shared memory (``pixels`` is read-only, not a view).
+    """A frame or mask copied out of shared memory.
 
-    ``cache`` holds encodings already made for some client (key -> value), so clients that
-    ask for the same encoding share one encode.
+    ``raw`` holds the packed pixel bytes (one copy out of the channel); ``pixels`` is a
+    read-only ``(H, W[, C])`` numpy view of them. Encodings made for one client are
+    memoized per item (:meth:`cached`), so clients asking the same thing share one encode.
     """
 
     info: FrameInfo
+    raw: bytes
     pixels: npt.NDArray[Any]
     received_ns: int  # CLOCK_REALTIME when the bridge copied it, ns
-    cache: dict[Any, Any] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    memo: _Memo = field(default_factory=_Memo)
 
     @property
     def pixel_format(self) -> PixelFormat:
         return self.info.pixel_format
 
     def cached(self, key: Any, make: Callable[[], Any]) -> Any:
-        """``make()`` once per key for this item (thread-safe)."""
-        with self.lock:
-            if key in self.cache:
-                return self.cache[key]
-        value = make()
-        with self.lock:
-            return self.cache.setdefault(key, value)
+        """``make()`` once per key for this item."""
+        return self.memo.get(key, make)
 
 
 @dataclass
@@ -59,23 +70,17 @@ class CombinedItem:
 
     frame: ImageItem
     mask: ImageItem | None
-    cache: dict[Any, Any] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    memo: _Memo = field(default_factory=_Memo)
 
     def cached(self, key: Any, make: Callable[[], Any]) -> Any:
-        with self.lock:
-            if key in self.cache:
-                return self.cache[key]
-        value = make()
-        with self.lock:
-            return self.cache.setdefault(key, value)
+        return self.memo.get(key, make)
 
 
 def copy_frame(info: FrameInfo, view: npt.NDArray[Any]) -> ImageItem:
-    """Copy a borrowed frame view into an :class:`ImageItem` (one memcpy)."""
-    pixels = np.array(view, copy=True)
-    pixels.flags.writeable = False
-    return ImageItem(info, pixels, time.time_ns())
+    """Copy a borrowed frame view into an :class:`ImageItem` (one memcpy, rows packed)."""
+    raw = view.tobytes()
+    pixels = np.frombuffer(raw, dtype=view.dtype).reshape(view.shape)  # read-only view
+    return ImageItem(info, raw, pixels, time.time_ns())
 
 
 class MailboxClosed(Exception):

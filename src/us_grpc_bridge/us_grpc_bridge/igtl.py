@@ -121,6 +121,7 @@ class IgtlStreamer:
             pyigtl.ImageMessage(
                 _image_for_igtl(item.frame.pixels, item.frame.pixel_format),
                 ijk_to_world_matrix=matrix,
+                world_coordinate_system="ras",  # as-is, like the TRANSFORM: tracker mm
                 timestamp=stamp_s,
                 device_name=image_name,
             )
@@ -138,6 +139,7 @@ class IgtlStreamer:
                 pyigtl.ImageMessage(
                     _image_for_igtl(item.mask.pixels, PixelFormat.LABEL8),
                     ijk_to_world_matrix=matrix,
+                    world_coordinate_system="ras",
                     timestamp=stamp_s,
                     device_name=labels_name,
                 )

@@ -270,23 +270,37 @@ class UltrasoundServicer:
             rate,
         )
 
-    def _image(self, item: ImageItem, spec: codecs.EncodeSpec) -> Any:
-        def make() -> Any:
-            e = codecs.encode(item.pixels, item.pixel_format, spec)
-            return pb2.Image(
-                width=e.width,
-                height=e.height,
-                pixel_format=int(e.pixel_format),
-                encoding=_encoding_code(e.encoding),
-                data=e.data,
-                stride_bytes=e.stride_bytes,
-                spacing_x_mm=item.info.spacing_x_mm * spec.downscale,
-                spacing_y_mm=item.info.spacing_y_mm * spec.downscale,
-                downscale=spec.downscale,
-                raw_bytes=e.raw_bytes,
-            )
+    def _image(self, item: ImageItem, spec: codecs.EncodeSpec) -> tuple[bytes, bytes]:
+        """An ``Image`` as (serialized fields without ``data``, data), memoized per item.
 
-        return item.cached(("img", spec), make)
+        Raw frames at full size are sent from the item's bytes without another copy.
+        """
+
+        def make() -> tuple[bytes, bytes]:
+            info = item.info
+            if spec.encoding == "raw" and spec.downscale == 1:
+                data = item.raw
+                h, w = int(item.pixels.shape[0]), int(item.pixels.shape[1])
+                fmt, stride, raw_bytes = item.pixel_format, len(data) // max(h, 1), len(data)
+            else:
+                e = codecs.encode(item.pixels, item.pixel_format, spec)
+                data, w, h, fmt = e.data, e.width, e.height, e.pixel_format
+                stride, raw_bytes = e.stride_bytes, e.raw_bytes
+            meta = pb2.Image(
+                width=w,
+                height=h,
+                pixel_format=int(fmt),
+                encoding=_encoding_code(spec.encoding),
+                stride_bytes=stride,
+                spacing_x_mm=info.spacing_x_mm * spec.downscale,
+                spacing_y_mm=info.spacing_y_mm * spec.downscale,
+                downscale=spec.downscale,
+                raw_bytes=raw_bytes,
+            ).SerializeToString()
+            return bytes(meta), data
+
+        result: tuple[bytes, bytes] = item.cached(("img", spec), make)
+        return result
 
     def _pose(self, item: ImageItem, downscale: int) -> tuple[list[float], str]:
         def make() -> tuple[Any, str]:
@@ -324,18 +338,20 @@ class UltrasoundServicer:
             msg.host_timestamp_ns = info.host_timestamp_ns
             x, y, w, h = info.roi
             msg.roi.x, msg.roi.y, msg.roi.width, msg.roi.height = x, y, w, h
+            parts: list[bytes] = []
             if kind == pb2.STREAM_KIND_MASKS:
-                msg.mask.CopyFrom(self._image(frame, mspec))
-                return bytes(msg.SerializeToString())
-            msg.image.CopyFrom(self._image(frame, fspec))
+                parts += _field(_MASK_FIELD, *self._image(frame, mspec))
+            else:
+                parts += _field(_IMAGE_FIELD, *self._image(frame, fspec))
             if kind == pb2.STREAM_KIND_COMBINED:
                 assert isinstance(item, CombinedItem)
                 if item.mask is not None:
-                    msg.mask.CopyFrom(self._image(item.mask, mspec))
+                    parts += _field(_MASK_FIELD, *self._image(item.mask, mspec))
                 pose, status = self._pose(frame, fspec.downscale)
                 msg.T_world_image.extend(pose)
                 msg.pose_status = status
-            return bytes(msg.SerializeToString())
+            # one copy of the pixels: fields of a protobuf message may come in any order
+            return b"".join([msg.SerializeToString(), *parts])
 
         return bytes(item.cached(("msg", kind, fspec, mspec), make))
 
@@ -636,6 +652,31 @@ class UltrasoundServicer:
         return self._recording(False, request, context)
 
 
+_IMAGE_FIELD = pb2.StreamMessage.DESCRIPTOR.fields_by_name["image"].number
+_MASK_FIELD = pb2.StreamMessage.DESCRIPTOR.fields_by_name["mask"].number
+_DATA_FIELD = pb2.Image.DESCRIPTOR.fields_by_name["data"].number
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _field(number: int, meta: bytes, data: bytes) -> list[bytes]:
+    """Wire-format pieces of a length-delimited ``Image`` field whose ``data`` is appended
+    to the other serialized fields (``meta``) without copying it here."""
+    data_head = _varint(_DATA_FIELD << 3 | 2) + _varint(len(data))
+    body_len = len(meta) + len(data_head) + len(data)
+    return [_varint(number << 3 | 2), _varint(body_len), meta, data_head, data]
+
+
 def _encoding_code(name: str) -> int:
     return {v: k for k, v in _ENCODING_NAMES.items()}[name]
 
@@ -710,6 +751,7 @@ class BridgeServer:
             ("grpc.keepalive_timeout_ms", 10000),
             ("grpc.http2.max_pings_without_data", 0),
             ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.max_frame_size", 4 * 1024 * 1024),
         ]
         server = grpc.server(
             futures.ThreadPoolExecutor(

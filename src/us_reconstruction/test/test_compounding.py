@@ -70,7 +70,8 @@ def test_pixel_on_voxel_centre_fills_one_voxel_linear() -> None:
     assert c.filled_mask().sum() == 1 and c.weights()[5, 5, 1] == pytest.approx(1.0)
 
 
-def test_fast_mean_kernels_match_generic_ones() -> None:
+@pytest.mark.parametrize("mode", [0, 1, 2])
+def test_run_kernels_match_pixel_by_pixel_ones(mode: int) -> None:
     rng = np.random.default_rng(1)
     grid = VolumeGrid((0.0, 0.0, 0.0), (0.5, 0.5, 0.5), (30, 24, 20))
     img = rng.integers(0, 256, (40, 50), dtype=np.uint8)
@@ -82,26 +83,41 @@ def test_fast_mean_kernels_match_generic_ones() -> None:
     T[:3, 3] = (-1.0, 0.5, 0.2)  # partly outside the grid: exercises the border path
     M = np.ascontiguousarray((grid.T_voxel_world @ T)[:3])
     n = grid.num_voxels
-    stamp = np.zeros(1, np.int32)
     mask = np.zeros((1, 1), np.uint8)
-    args = (img, mask, False, lab, True, M, 0, 0, 50, 40, *grid.dims)
-    for fast, generic in ((cmp._insert_nearest_mean, cmp._insert_nearest),
-                          (cmp._insert_linear_mean, cmp._insert_linear)):  # fmt: skip
-        acc1, w1, l1 = (
-            np.zeros(n, np.float32),
-            np.zeros(n, np.float32),
-            np.zeros((2, n), np.float32),
-        )
-        acc2, w2, l2 = acc1.copy(), w1.copy(), l1.copy()
-        if fast is cmp._insert_nearest_mean:
-            r1 = fast(*args, acc1, w1, l1)
-        else:
-            r1 = fast(*args, acc1, w1, stamp, l1)
-        r2 = generic(*args, 0, acc2, w2, stamp, 1, l2)
-        assert r1 == r2 and r1[1] > 0 and r1[0] > 0
+    args = (img, mask, False, lab, True, M, 0, 0, 50, 40, *grid.dims, mode)
+    args2 = (255 - img, mask, False, np.ascontiguousarray(lab[::-1]), *args[4:])
+    kernels = ((cmp._insert_nearest_runs, cmp._insert_nearest),
+               (cmp._insert_linear_runs, cmp._insert_linear))  # fmt: skip
+    for fast, generic in kernels:
+        out = []
+        for kernel in (fast, generic):
+            acc, w = np.zeros(n, np.float32), np.zeros(n, np.float32)
+            labv, stamp = np.zeros((2, n), np.float32), np.full(n, -1, np.int32)
+            r1 = kernel(*args, acc, w, stamp, 1, labv)  # frame 1: image
+            r2 = kernel(*args2, acc, w, stamp, 2, labv)  # frame 2: other pixels, same pose
+            out.append((r1, r2, acc, w, labv))
+        (a1, b1, acc1, w1, l1), (a2, b2, acc2, w2, l2) = out
+        assert a1 == a2 and b1 == b2 and a1[0] > 0 and a1[1] > 0
         np.testing.assert_allclose(acc1, acc2, rtol=1e-5, atol=1e-3)
         np.testing.assert_allclose(w1, w2, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(l1, l2, rtol=1e-5, atol=1e-6)
+    if mode == 0:  # the MEAN-only twins
+        for twin, generic in ((cmp._insert_nearest_mean, cmp._insert_nearest),
+                              (cmp._insert_linear_mean, cmp._insert_linear)):  # fmt: skip
+            res = []
+            for kernel in (twin, generic):
+                acc, w = np.zeros(n, np.float32), np.zeros(n, np.float32)
+                labv, stamp = np.zeros((2, n), np.float32), np.full(n, -1, np.int32)
+                if kernel is generic:
+                    r = kernel(*args, acc, w, stamp, 1, labv)
+                elif kernel is cmp._insert_nearest_mean:
+                    r = kernel(*args[:-1], acc, w, labv)
+                else:
+                    r = kernel(*args[:-1], acc, w, stamp, labv)
+                res.append((r, acc, w, labv))
+            assert res[0][0] == res[1][0]
+            for x, y in zip(res[0][1:], res[1][1:], strict=True):
+                np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-3)
 
 
 def test_roi_clipping() -> None:

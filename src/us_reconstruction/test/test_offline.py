@@ -151,3 +151,25 @@ def test_frame_chain_and_settings(tmp_path: Path) -> None:
         frame_chain(seq, None, "Image", "Tracker")
     s = settings_from_plus(cfg.volume_reconstruction)
     assert s.roi == (4, 0, 52, 40) and s.interpolation == "linear" and s.fan is None
+
+
+def test_fan_settings_from_plus_config(tmp_path: Path) -> None:
+    cfg = CONFIG.replace(
+        'FillHoles="Off"',
+        'FillHoles="On" FanOriginPixel="30 -10" FanAnglesDeg="-20 25" '
+        'FanRadiusStartPixel="15" FanRadiusStopPixel="45"',
+    )
+    s = settings_from_plus(load_plus_device_set(_config(tmp_path, cfg)).volume_reconstruction)
+    assert s.fill_holes and s.fan is not None
+    assert (s.fan.apex_u_px, s.fan.apex_v_px) == (30.0, -10.0)
+    assert (s.fan.angle_start_deg, s.fan.angle_stop_deg) == (-20.0, 25.0)
+    assert (s.fan.radius_start_px, s.fan.radius_stop_px) == (15.0, 45.0)
+    seq = _sequence(tmp_path)
+    out = tmp_path / "fan.mha"
+    assert main([str(seq), "-c", str(_config(tmp_path, cfg)), "-o", str(out)]) == 0
+    vol, grid = read_volume(out)
+    # pixel (u=30, v=8) is 18 px below the apex (inside); (u=30, v=2) is 12 px (< start radius)
+    inside = grid.world_to_index((0.25 * 30 - 7.5, 0.25 * 8, 3.0))
+    outside = grid.world_to_index((0.25 * 30 - 7.5, 0.25 * 2, 3.0))
+    assert vol[tuple(np.round(inside).astype(int))] > 0
+    assert vol[tuple(np.round(outside).astype(int))] == 0

@@ -29,9 +29,11 @@ Methods (``Compounder``):
   the neighbours are filled).
 
 The inner loops are numba ``@njit(cache=True, nogil=True)`` kernels (single thread, the GIL
-is released while they run). The first call compiles them (a few seconds; cached on disk
-afterwards, ~0.2-0.5 s to load); :func:`warmup` does it up front. Without numba the same
-kernels run as plain Python (correct, ~1000x slower; a warning says so).
+is released while they run). Consecutive pixels of a row mostly hit the same voxel / cell,
+so the kernels sum runs of them in registers and write each run once. The first call
+compiles them (6-8 s here; cached on disk afterwards, 0.3-0.5 s to load); :func:`warmup`
+does it up front. Without numba the same kernels run as plain Python (correct but orders of
+magnitude slower; a RuntimeWarning says so).
 """
 
 from __future__ import annotations
@@ -279,6 +281,262 @@ def _insert_linear(
     return used, outside
 
 
+@_jit_inline
+def _flush(
+    j: int,
+    s: float,
+    w: float,
+    m: float,
+    mode: int,
+    acc: npt.NDArray[np.float32],
+    wsum: npt.NDArray[np.float32],
+    stamp: npt.NDArray[np.int32],
+    frame_id: int,
+    lab: npt.NDArray[np.float32],
+    use_labels: bool,
+    runlab: npt.NDArray[np.float64],
+    k: int,
+) -> None:
+    """Write the sums of a run of pixels (weight w > 0) into voxel j, as ``_accumulate``
+    would have done pixel by pixel: s = sum(w_p * value), m = max value, runlab[c, k] =
+    label weights."""
+    if mode == 0:
+        acc[j] += s
+        wsum[j] += w
+    elif mode == 1:
+        if wsum[j] == 0.0 or m > acc[j]:
+            acc[j] = m
+        wsum[j] += w
+    else:
+        if stamp[j] != frame_id:
+            stamp[j] = frame_id
+            acc[j] = 0.0
+            wsum[j] = 0.0
+            if lab.shape[1] == acc.shape[0]:
+                for c in range(lab.shape[0]):
+                    lab[c, j] = 0.0
+        acc[j] += s
+        wsum[j] += w
+    if use_labels:
+        for c in range(lab.shape[0]):
+            lab[c, j] += runlab[c, k]
+
+
+@_jit
+def _insert_nearest_runs(
+    image: npt.NDArray[np.uint8],
+    mask: npt.NDArray[np.uint8],
+    use_mask: bool,
+    labels: npt.NDArray[np.uint8],
+    use_labels: bool,
+    M: npt.NDArray[np.float64],
+    u0: int,
+    v0: int,
+    u1: int,
+    v1: int,
+    nx: int,
+    ny: int,
+    nz: int,
+    mode: int,
+    acc: npt.NDArray[np.float32],
+    wsum: npt.NDArray[np.float32],
+    stamp: npt.NDArray[np.int32],
+    frame_id: int,
+    lab: npt.NDArray[np.float32],
+) -> tuple[int, int]:
+    """Nearest-voxel insertion, same result as ``_insert_nearest`` (up to float rounding).
+
+    Consecutive pixels of a row usually hit the same voxel (pixels are ~5x smaller than
+    voxels): their sum / count / max / label votes are kept in registers and written once
+    per run of equal voxels (exact for every mode: within one frame LATEST is a mean).
+    """
+    used = 0
+    outside = 0
+    ncls = lab.shape[0]
+    run_lab = np.zeros((ncls, 1), dtype=np.float64)
+    cur = -1
+    run_s = 0.0
+    run_w = 0.0
+    run_m = 0.0
+    for v in range(v0, v1):
+        bx = M[0, 1] * v + M[0, 3] + 0.5
+        by = M[1, 1] * v + M[1, 3] + 0.5
+        bz = M[2, 1] * v + M[2, 3] + 0.5
+        for u in range(u0, u1):
+            if use_mask and mask[v, u] == 0:
+                continue
+            fx = bx + M[0, 0] * u
+            fy = by + M[1, 0] * u
+            fz = bz + M[2, 0] * u
+            if fx < 0.0 or fy < 0.0 or fz < 0.0:
+                outside += 1
+                continue
+            ix = int(fx)
+            iy = int(fy)
+            iz = int(fz)
+            if ix >= nx or iy >= ny or iz >= nz:
+                outside += 1
+                continue
+            idx = (ix * ny + iy) * nz + iz
+            if idx != cur:
+                if cur >= 0:
+                    _flush(cur, run_s, run_w, run_m, mode, acc, wsum, stamp, frame_id, lab,
+                           use_labels, run_lab, 0)  # fmt: skip
+                    if use_labels:
+                        for c in range(ncls):
+                            run_lab[c, 0] = 0.0
+                cur = idx
+                run_s = 0.0
+                run_w = 0.0
+                run_m = 0.0
+            val = float(image[v, u])
+            run_s += val
+            run_w += 1.0
+            if val > run_m:
+                run_m = val
+            if use_labels:
+                cls = int(labels[v, u])
+                if cls < ncls:
+                    run_lab[cls, 0] += 1.0
+            used += 1
+    if cur >= 0:
+        _flush(cur, run_s, run_w, run_m, mode, acc, wsum, stamp, frame_id, lab, use_labels,
+               run_lab, 0)  # fmt: skip
+    return used, outside
+
+
+@_jit
+def _insert_linear_runs(
+    image: npt.NDArray[np.uint8],
+    mask: npt.NDArray[np.uint8],
+    use_mask: bool,
+    labels: npt.NDArray[np.uint8],
+    use_labels: bool,
+    M: npt.NDArray[np.float64],
+    u0: int,
+    v0: int,
+    u1: int,
+    v1: int,
+    nx: int,
+    ny: int,
+    nz: int,
+    mode: int,
+    acc: npt.NDArray[np.float32],
+    wsum: npt.NDArray[np.float32],
+    stamp: npt.NDArray[np.int32],
+    frame_id: int,
+    lab: npt.NDArray[np.float32],
+) -> tuple[int, int]:
+    """Trilinear splatting, same result as ``_insert_linear`` (up to float rounding).
+
+    Pixels whose 8 neighbours are inside the grid and that fall in the same cell as the
+    previous pixel are accumulated per corner (weighted sum, weight, max over pixels with
+    weight > 0, label weights) and written once per run; border cells go pixel by pixel.
+    """
+    used = 0
+    outside = 0
+    ncls = lab.shape[0]
+    s8 = np.zeros(8, dtype=np.float64)
+    w8 = np.zeros(8, dtype=np.float64)
+    m8 = np.zeros(8, dtype=np.float64)
+    wk = np.zeros(8, dtype=np.float64)
+    l8 = np.zeros((ncls, 8), dtype=np.float64)
+    offs = np.zeros(8, dtype=np.int64)
+    for a in range(2):
+        for b in range(2):
+            for c in range(2):
+                offs[a * 4 + b * 2 + c] = (a * ny + b) * nz + c
+    cur = -1
+    for v in range(v0, v1):
+        bx = M[0, 1] * v + M[0, 3]
+        by = M[1, 1] * v + M[1, 3]
+        bz = M[2, 1] * v + M[2, 3]
+        for u in range(u0, u1):
+            if use_mask and mask[v, u] == 0:
+                continue
+            fx = bx + M[0, 0] * u
+            fy = by + M[1, 0] * u
+            fz = bz + M[2, 0] * u
+            if fx <= -1.0 or fy <= -1.0 or fz <= -1.0 or fx >= nx or fy >= ny or fz >= nz:
+                outside += 1
+                continue
+            ix = int(fx + 1.0) - 1
+            iy = int(fy + 1.0) - 1
+            iz = int(fz + 1.0) - 1
+            dx = fx - ix
+            dy = fy - iy
+            dz = fz - iz
+            val = float(image[v, u])
+            cls = -1
+            if use_labels:
+                cls = int(labels[v, u])
+                if cls >= ncls:
+                    cls = -1
+            used += 1
+            if ix < 0 or iy < 0 or iz < 0 or ix >= nx - 1 or iy >= ny - 1 or iz >= nz - 1:
+                # border cell: per-neighbour bounds checks, no run
+                for a in range(2):
+                    jx = ix + a
+                    wx = dx if a == 1 else 1.0 - dx
+                    if jx < 0 or jx >= nx or wx <= 0.0:
+                        continue
+                    for b in range(2):
+                        jy = iy + b
+                        wy = dy if b == 1 else 1.0 - dy
+                        if jy < 0 or jy >= ny or wy <= 0.0:
+                            continue
+                        for c in range(2):
+                            jz = iz + c
+                            wz = dz if c == 1 else 1.0 - dz
+                            if jz < 0 or jz >= nz or wz <= 0.0:
+                                continue
+                            _accumulate((jx * ny + jy) * nz + jz, val, wx * wy * wz, mode, acc,
+                                        wsum, stamp, frame_id, lab, cls)  # fmt: skip
+                continue
+            base = (ix * ny + iy) * nz + iz
+            if base != cur:
+                if cur >= 0:
+                    for k in range(8):
+                        if w8[k] > 0.0:
+                            _flush(cur + offs[k], s8[k], w8[k], m8[k], mode, acc, wsum, stamp,
+                                   frame_id, lab, use_labels, l8, k)  # fmt: skip
+                        s8[k] = 0.0
+                        w8[k] = 0.0
+                        m8[k] = 0.0
+                    if use_labels:
+                        for c in range(ncls):
+                            for k in range(8):
+                                l8[c, k] = 0.0
+                cur = base
+            ex = 1.0 - dx
+            ey = 1.0 - dy
+            ez = 1.0 - dz
+            wk[0] = ex * ey * ez
+            wk[1] = ex * ey * dz
+            wk[2] = ex * dy * ez
+            wk[3] = ex * dy * dz
+            wk[4] = dx * ey * ez
+            wk[5] = dx * ey * dz
+            wk[6] = dx * dy * ez
+            wk[7] = dx * dy * dz
+            for k in range(8):
+                s8[k] += wk[k] * val
+                w8[k] += wk[k]
+            if mode == 1:
+                for k in range(8):
+                    if wk[k] > 0.0 and val > m8[k]:
+                        m8[k] = val
+            if cls >= 0:
+                for k in range(8):
+                    l8[cls, k] += wk[k]
+    if cur >= 0:
+        for k in range(8):
+            if w8[k] > 0.0:
+                _flush(cur + offs[k], s8[k], w8[k], m8[k], mode, acc, wsum, stamp, frame_id,
+                       lab, use_labels, l8, k)  # fmt: skip
+    return used, outside
+
+
 @_jit
 def _insert_nearest_mean(
     image: npt.NDArray[np.uint8],
@@ -298,11 +556,8 @@ def _insert_nearest_mean(
     wsum: npt.NDArray[np.float32],
     lab: npt.NDArray[np.float32],
 ) -> tuple[int, int]:
-    """Nearest-voxel MEAN insertion, same result as ``_insert_nearest`` in mode 0.
-
-    Consecutive pixels of a row usually hit the same voxel (pixels are ~5x smaller than
-    voxels): they are summed in registers and written once per run of equal voxels.
-    """
+    """MEAN-only twin of ``_insert_nearest_runs`` (mode 0), without the per-mode branches
+    (the common case; measured ~1.5-2x faster than the general run kernel)."""
     used = 0
     outside = 0
     ncls = lab.shape[0]
@@ -377,11 +632,9 @@ def _insert_linear_mean(
     stamp: npt.NDArray[np.int32],
     lab: npt.NDArray[np.float32],
 ) -> tuple[int, int]:
-    """Trilinear MEAN splatting, same result as ``_insert_linear`` in mode 0.
-
-    Pixels whose 8 neighbours are inside the grid and that share the same cell as the
-    previous pixel are accumulated per corner in local sums and written once per run.
-    """
+    """MEAN-only twin of ``_insert_linear_runs`` (mode 0): zero weights need no test in a
+    mean, so the 8 corner sums are written unconditionally (measured ~2.3x faster than the
+    general run kernel)."""
     used = 0
     outside = 0
     ncls = lab.shape[0]
@@ -422,7 +675,6 @@ def _insert_linear_mean(
                     cls = -1
             used += 1
             if ix < 0 or iy < 0 or iz < 0 or ix >= nx - 1 or iy >= ny - 1 or iz >= nz - 1:
-                # border cell: per-neighbour bounds checks, no run
                 for a in range(2):
                     jx = ix + a
                     wx = dx if a == 1 else 1.0 - dx
@@ -438,18 +690,8 @@ def _insert_linear_mean(
                             wz = dz if c == 1 else 1.0 - dz
                             if jz < 0 or jz >= nz or wz <= 0.0:
                                 continue
-                            _accumulate(
-                                (jx * ny + jy) * nz + jz,
-                                val,
-                                wx * wy * wz,
-                                0,
-                                acc,
-                                wsum,
-                                stamp,
-                                0,
-                                lab,
-                                cls,
-                            )
+                            _accumulate((jx * ny + jy) * nz + jz, val, wx * wy * wz, 0, acc,
+                                        wsum, stamp, 0, lab, cls)  # fmt: skip
                 continue
             base = (ix * ny + iy) * nz + iz
             if base != cur:
@@ -934,7 +1176,9 @@ class Compounder:
         elif self._mode == 0:
             used, outside = _insert_linear_mean(*common, acc, wsum, stamp, lab_flat)
         else:
-            kernel = _insert_nearest if self.interpolation == "nearest" else _insert_linear
+            kernel = (
+                _insert_nearest_runs if self.interpolation == "nearest" else _insert_linear_runs
+            )
             used, outside = kernel(*common, self._mode, acc, wsum, stamp, self._frame_id, lab_flat)
         if used == 0:
             self.frames_skipped += 1
@@ -1041,7 +1285,8 @@ class Compounder:
         turn; at the first radius where at least ``min_fraction`` of the neighbours are
         filled, the voxel gets their inverse-distance weighted mean intensity (and label
         fractions). Only voxels filled before this call are used as sources. Filled-in
-        voxels carry a tiny weight, so later real contributions replace them.
+        voxels carry a tiny weight, so later real contributions replace them in "mean" and
+        "latest" mode (in "max" mode only a larger value replaces the estimate).
         """
         grid = self._require_grid()
         if max_radius_vox < 1:

@@ -15,7 +15,11 @@ thyroid surface and compares with the phantom's ground truth:
   of the gland at the phantom's 0.25 mm resolution);
 * ``ellipsoid_err_pct``: the clinical per-lobe ``L x W x D x 0.524`` on the reconstructed mask;
 * ``hd95_mm``: symmetric 95th percentile surface distance between the reconstructed mask and
-  the phantom's gland mask resampled (nearest voxel) onto the same grid.
+  the phantom's gland mask resampled (nearest voxel) onto the same grid (boundary voxels, so
+  the value is quantised to the voxel size); ``hd95_phantom_res_mm``: the same with the
+  reconstruction's vote fraction interpolated (trilinear) onto the phantom's finer 0.25 mm
+  grid and compared with the exact gland there; ``mesh_to_truth_p95_mm``: 95th percentile
+  of the (continuous) distances of the mesh vertices to the exact gland surface.
 
 Phantom seeds: the segmentation model was trained / validated / tested on phantoms with
 seeds 1000-1013 and checked on seed 4242 (``docs/segmentation.md``); evaluation seeds here
@@ -28,7 +32,7 @@ import time
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 from scipy import ndimage
 
 from .calibration import ImageCalibration
@@ -41,11 +45,14 @@ from .surface import (
     thyroid_ellipsoid_volume,
     thyroid_mesh,
 )
+from .temporal_calibration import estimate_time_offset, lookup_time_offset_ns
 
 __all__ = [
     "EVAL_PHANTOM_SEEDS",
+    "fraction_on_phantom_grid",
     "gland_mask_on_grid",
     "keep_large_components",
+    "mesh_to_mask_distances",
     "simulate_sweep_reconstruction",
 ]
 
@@ -85,6 +92,50 @@ def gland_mask_on_grid(phantom: Any, grid: VolumeGrid) -> NDArray[np.bool_]:
     return out
 
 
+def fraction_on_phantom_grid(
+    fraction: NDArray[np.float32],
+    grid: VolumeGrid,
+    phantom: Any,
+    index_lo: NDArray[np.int64],
+    index_hi: NDArray[np.int64],
+) -> NDArray[np.float32]:
+    """Trilinear resampling of a reconstruction-grid volume at the centres of the phantom's
+    voxels ``index_lo .. index_hi - 1`` (phantom label-volume indices; world = phantom mm).
+    Outside the reconstruction grid the value is 0."""
+    shape = tuple(int(v) for v in index_hi - index_lo)
+    out = np.zeros(shape, dtype=np.float32)
+    jj, kk = np.meshgrid(
+        np.arange(index_lo[1], index_hi[1]), np.arange(index_lo[2], index_hi[2]), indexing="ij"
+    )
+    origin = np.asarray(phantom.origin_mm, dtype=np.float64)
+    for n, i in enumerate(range(int(index_lo[0]), int(index_hi[0]))):
+        idx = np.stack([np.full_like(jj, i), jj, kk], axis=-1).reshape(-1, 3)
+        pts = origin + idx * float(phantom.spacing_mm)
+        ijk = grid.world_to_index(pts).T
+        out[n] = ndimage.map_coordinates(fraction, ijk, order=1, cval=0.0).reshape(shape[1:])
+    return out
+
+
+def mesh_to_mask_distances(
+    vertices: NDArray[np.float32], mask: NDArray[np.bool_], phantom: Any, index_lo: ArrayLike
+) -> NDArray[np.float64]:
+    """Unsigned distances (mm) of mesh vertices (world = phantom mm) to the boundary of a mask
+    cut from the phantom's label grid at ``index_lo`` (continuous, not voxel-quantised).
+
+    The signed distance of the mask's boundary (voxel faces, half a voxel from the centres)
+    is built from two Euclidean distance transforms and interpolated trilinearly at the
+    vertices."""
+    sp = float(phantom.spacing_mm)
+    d_out = np.asarray(ndimage.distance_transform_edt(~mask)) * sp
+    d_in = np.asarray(ndimage.distance_transform_edt(mask)) * sp
+    sdf = np.where(mask, -(d_in - 0.5 * sp), d_out - 0.5 * sp).astype(np.float32)
+    ijk = (np.asarray(vertices, np.float64) - np.asarray(phantom.origin_mm)) / sp
+    ijk -= np.asarray(index_lo, dtype=np.float64)
+    vals = ndimage.map_coordinates(sdf, ijk.T, order=1, mode="nearest")
+    out: NDArray[np.float64] = np.abs(vals).astype(np.float64)
+    return out
+
+
 def simulate_sweep_reconstruction(
     phantom_seed: int,
     frames: int = 160,
@@ -104,6 +155,9 @@ def simulate_sweep_reconstruction(
     level: float = 0.5,
     threads: int = 2,
     model_dir: str | None = None,
+    video_lag_ms: float = 0.0,
+    lookup_offset_ms: float = 0.0,
+    estimate_offset: bool = False,
 ) -> dict[str, Any]:
     """Simulate, segment, compound and score one freehand transverse thyroid sweep.
 
@@ -123,12 +177,20 @@ def simulate_sweep_reconstruction(
         level: iso-level of the thyroid vote fraction.
         threads: torch threads for the segmentation.
         model_dir: segmentation model directory (default: the shipped model).
+        video_lag_ms: simulated video latency (ms): the frame stamped ``t`` shows the probe
+            at ``t - video_lag_ms``.
+        lookup_offset_ms: video lag assumed when looking poses up (ms; the pose is taken at
+            ``stamp - lookup_offset_ms``), ignored with ``estimate_offset``.
+        estimate_offset: estimate the lag from the sweep itself
+            (:func:`~us_reconstruction.temporal_calibration.estimate_time_offset`) and use it.
 
     Returns:
         A JSON-serialisable dict: seeds, sizes, ``true_volume_ml``, ``mesh_volume_ml``,
         ``volume_err_pct`` (signed), ``voxel_volume_ml``, ``ellipsoid_ml``,
         ``ellipsoid_err_pct`` (signed), ``ellipsoid_gt_ml`` (the formula on the ground-truth
-        mask on the same grid), ``lobes`` (length/width/depth mm), ``hd95_mm``, ``dice``,
+        mask on the same grid), ``lobes`` (length/width/depth mm), ``hd95_mm`` (on the
+        reconstruction grid, so quantised to its voxel size), ``hd95_phantom_res_mm`` (the
+        vote fraction interpolated onto the phantom's finer grid vs its exact gland), ``dice``,
         ``coverage`` (fraction of the true gland inside imaged voxels), frame counts and
         ``timings_s``.
     """
@@ -150,7 +212,7 @@ def simulate_sweep_reconstruction(
     sim = BModeSimulator(phantom, BModeParams(width_px=width, height_px=height), seed=s_seed)
     traj = ProbeTrajectory.freehand_transverse(phantom, seed=s_seed)
     fps = (frames - 1) / traj.duration_s if frames > 1 else 1.0
-    frame_samples = sample_frames(traj, fps)
+    frame_samples = sample_frames(traj, fps, time_offset_ms=-float(video_lag_ms))
     stamps = frame_samples.timestamps_ns[:frames]
     true_poses = frame_samples.T_phantom_probe_true[:frames]
     tracker = sample_tracker(
@@ -176,18 +238,31 @@ def simulate_sweep_reconstruction(
         compounding=compounding,  # type: ignore[arg-type]
         num_classes=2,
     )
-    t_render = t_seg = t_comp = 0.0
+    t0 = time.perf_counter()
+    n_frames = len(stamps)
+    images = np.empty((n_frames, height, width), np.uint8)
+    truths = np.empty((n_frames, height, width), bool)
+    for k in range(n_frames):
+        frame = sim.render(true_poses[k])
+        images[k] = frame.image
+        truths[k] = gland_mask(frame.labels)
+    pixel_spacing = sim.pixel_spacing_mm
+    t_render = time.perf_counter() - t0
+    estimated_ms: float | None = None
+    if estimate_offset:
+        t0 = time.perf_counter()
+        est = estimate_time_offset(stamps, images, tracker.timestamps_ns, tracker.T_phantom_probe)
+        estimated_ms = est.offset_ms
+        timings["temporal_calibration"] = time.perf_counter() - t0
+    offset_ms = estimated_ms if estimated_ms is not None else float(lookup_offset_ms)
+    t_seg = t_comp = 0.0
     skipped: dict[str, int] = {}
     frame_dice: list[float] = []
-    for k in range(len(stamps)):
-        t0 = time.perf_counter()
-        frame = sim.render(true_poses[k])
-        truth = gland_mask(frame.labels)
+    for k in range(n_frames):
         t1 = time.perf_counter()
+        truth = truths[k]
         if segmenter is not None:
-            labels = (segmenter.segment(frame.image, frame.pixel_spacing_mm).labels == 1).astype(
-                np.uint8
-            )
+            labels = (segmenter.segment(images[k], pixel_spacing).labels == 1).astype(np.uint8)
             inter = float(np.logical_and(labels, truth).sum())
             denom = float(labels.sum() + truth.sum())
             if denom > 0:
@@ -196,13 +271,18 @@ def simulate_sweep_reconstruction(
             labels = truth.astype(np.uint8)
         t2 = time.perf_counter()
         try:
-            T_world_probe = buffer.lookup("phantom", "probe", int(stamps[k]), max_gap_ns=50 * _MS)
+            T_world_probe = buffer.lookup(
+                "phantom",
+                "probe",
+                int(stamps[k]),
+                max_gap_ns=50 * _MS,
+                time_offset_ns=lookup_time_offset_ns(offset_ms),
+            )
         except PoseLookupError as exc:
             skipped[exc.reason] = skipped.get(exc.reason, 0) + 1
             continue
-        compounder.insert(frame.image, T_world_probe @ T_probe_image, labels)
+        compounder.insert(images[k], T_world_probe @ T_probe_image, labels)
         t3 = time.perf_counter()
-        t_render += t1 - t0
         t_seg += t2 - t1
         t_comp += t3 - t2
     t0 = time.perf_counter()
@@ -236,6 +316,17 @@ def simulate_sweep_reconstruction(
     ell_ml, lobes = thyroid_ellipsoid_volume(mask, spacing, lateral_axis)
     ell_gt_ml, _ = thyroid_ellipsoid_volume(truth_grid, spacing, lateral_axis)
     hd95 = surface_distance_hd95_mm(mask, truth_grid, spacing)
+    # the same comparison at the phantom's own resolution (no resampling of the truth): the
+    # reconstruction's kept vote fraction, trilinearly interpolated, against the exact gland
+    kept = np.where(support, fraction, 0.0).astype(np.float32)
+    truth_full = gland_mask(phantom.labels)
+    p_idx = np.argwhere(truth_full)
+    lo = np.maximum(p_idx.min(axis=0) - 8, 0)
+    hi = np.minimum(p_idx.max(axis=0) + 9, truth_full.shape)
+    fine = fraction_on_phantom_grid(kept, grid, phantom, lo, hi) >= level
+    truth_fine = truth_full[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+    hd95_fine = surface_distance_hd95_mm(fine, truth_fine, float(phantom.spacing_mm))
+    mesh_dist = mesh_to_mask_distances(verts, truth_fine, phantom, lo)
     inter = float(np.logical_and(mask, truth_grid).sum())
     dice = 2 * inter / max(float(mask.sum() + truth_grid.sum()), 1.0)
     coverage = float(np.logical_and(truth_grid, filled).sum()) / max(float(truth_grid.sum()), 1)
@@ -250,6 +341,9 @@ def simulate_sweep_reconstruction(
         "frames": len(stamps),
         "frames_inserted": int(compounder.frames_inserted),
         "frames_skipped_pose": skipped,
+        "video_lag_ms": float(video_lag_ms),
+        "lookup_offset_ms": round(offset_ms, 3),
+        "offset_estimated": estimated_ms is not None,
         "image_size": [int(width), int(height)],
         "spacing_mm": float(spacing_mm),
         "grid_dims": [int(d) for d in grid.dims],
@@ -263,6 +357,12 @@ def simulate_sweep_reconstruction(
         "ellipsoid_gt_ml": round(ell_gt_ml, 4),
         "lobes_lwd_mm": [[round(v, 2) for v in row[1:]] for row in lobes],
         "hd95_mm": round(hd95, 3),
+        "hd95_phantom_res_mm": round(hd95_fine, 3),
+        "phantom_spacing_mm": float(phantom.spacing_mm),
+        "mesh_to_truth_mean_mm": round(float(mesh_dist.mean()), 3) if len(verts) else None,
+        "mesh_to_truth_p95_mm": (
+            round(float(np.percentile(mesh_dist, 95)), 3) if len(verts) else None
+        ),
         "dice": round(dice, 4),
         "frame_dice_mean": round(float(np.mean(frame_dice)), 4) if frame_dice else None,
         "coverage": round(coverage, 4),

@@ -546,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"method: {settings.interpolation} / {settings.compounding}"
           f"{', fill holes: ' + str(res.holes_filled) + ' voxels' if settings.fill_holes else ''}"
-          f"; {res.frames_used / max(res.seconds, 1e-9):.0f} frames/s")  # fmt: skip
+          f"; compounded in {res.seconds:.2f} s")  # fmt: skip
     print(f"wrote {out}" + (f" and {lab_out}" if lab_out else ""))
     return 0
 

@@ -20,10 +20,13 @@ Method
    the probe's speed (new anatomy enters the plane, in-plane content shifts).
 2. **Probe motion** (tracker): the probe position is interpolated from the tracker samples and
    the displacement over one frame interval, ``|p(t + dt/2) - p(t - dt/2)| / dt`` (mm/s), is
-   the probe speed at ``t`` -- the same differencing as the video signal.
+   the probe speed at ``t`` -- the same differencing as the video signal.  For a lag
+   ``tau`` it is evaluated at the video signal's own instants shifted by ``tau``, so both
+   signals have the same sampling (hand tremor at 8-12 Hz aliases identically at 30 fps).
 3. Both signals are resampled on a common uniform grid (``grid_hz``), smoothed with the same
-   Gaussian (``smooth_ms``), and for every lag ``tau`` in ``[-max_lag, +max_lag]`` the Pearson
-   correlation of ``video(t)`` with ``probe(t - tau)`` over the overlap is computed; the
+   Gaussian (``smooth_ms``), and for every lag ``tau`` in ``[-max_lag, +max_lag]`` (steps of
+   ``1 / grid_hz``) the Pearson correlation of ``video(t)`` with ``probe(t - tau)`` over the
+   overlap is computed; the
    video signal equals the probe signal delayed by the video lag, so the peak is at
    ``tau = offset``.  The peak is refined to sub-sample precision by a parabola through the
    best lag and its two neighbours.  ``score`` is the correlation at the peak (1 = perfect).
@@ -91,7 +94,10 @@ def lookup_time_offset_ns(offset_ms: float) -> int:
 
 
 def image_motion_signal(
-    frames: NDArray[np.generic], stamps_ns: ArrayLike, block_px: int | None = None
+    frames: NDArray[np.generic],
+    stamps_ns: ArrayLike,
+    block_px: int | None = None,
+    frame_step: int = 1,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Frame-to-frame image change of a sweep.
 
@@ -101,10 +107,12 @@ def image_motion_signal(
         stamps_ns: ``(N,)`` frame stamps (ns), increasing.
         block_px: block-averaging factor (px) that suppresses speckle before differencing;
             None: ``round(W / 64)`` (thumbnails ~64 px wide).
+        frame_step: compare frame ``k`` with frame ``k + frame_step``.
 
     Returns:
-        ``(times_s (N-1,), signal (N-1,))``: midpoints of consecutive frames (s, relative to
-        the first stamp's clock) and the mean absolute difference of their thumbnails.
+        ``(times_s (N-m,), signal (N-m,))`` with ``m = frame_step``: midpoints of the compared
+        frames (s, same clock as the stamps) and the mean absolute difference of their
+        thumbnails.
     """
     f = np.asarray(frames)
     if f.ndim == 4:
@@ -118,9 +126,12 @@ def image_motion_signal(
     b = max(1, round(w / 64) if block_px is None else int(block_px))
     hb, wb = h // b, w // b
     thumbs = f[:, : hb * b, : wb * b].astype(np.float32).reshape(n, hb, b, wb, b).mean((2, 4))
-    diff = np.abs(np.diff(thumbs, axis=0)).mean(axis=(1, 2)).astype(np.float64)
+    m = int(frame_step)
+    if not 1 <= m <= n - 2:
+        raise ValueError(f"frame_step must be in 1..{n - 2}, got {frame_step}")
+    diff = np.abs(thumbs[m:] - thumbs[:-m]).mean(axis=(1, 2)).astype(np.float64)
     ts = t.astype(np.float64) * 1e-9
-    return 0.5 * (ts[1:] + ts[:-1]), diff
+    return 0.5 * (ts[m:] + ts[:-m]), diff
 
 
 def probe_speed_signal(
@@ -174,6 +185,7 @@ def estimate_time_offset(
     grid_hz: float = 200.0,
     smooth_ms: float = 15.0,
     block_px: int | None = None,
+    frame_step: int = 1,
     tracker_valid: ArrayLike | None = None,
 ) -> TemporalCalibrationResult:
     """Estimate the video-to-tracker time offset of a sweep (see the module docstring).
@@ -187,6 +199,8 @@ def estimate_time_offset(
         grid_hz: rate of the common resampling grid (lag resolution before refinement).
         smooth_ms: sigma (ms) of the Gaussian applied to both signals on the grid.
         block_px: speckle-suppressing block average of the frames (px).
+        frame_step: compare frames ``k`` and ``k + frame_step`` (larger = more anatomy
+            change per comparison, less temporal detail).
         tracker_valid: optional ``(M,)`` bool validity of the tracker samples.
 
     Returns:
@@ -200,8 +214,8 @@ def estimate_time_offset(
     if len(tstamps) < 3 or len(tstamps) != len(T_tracker_probe):
         raise ValueError("tracker stamps and poses must have the same length >= 3")
     t0 = int(min(fstamps[0], tstamps[0]))  # common clock origin keeps float64 precision
-    vt, vsig = image_motion_signal(frames, fstamps - t0, block_px)
-    dt_frame = float(np.median(np.diff(fstamps))) * 1e-9
+    vt, vsig = image_motion_signal(frames, fstamps - t0, block_px, frame_step)
+    dt_frame = float(np.median(np.diff(fstamps))) * 1e-9 * int(frame_step)
     lag_s = float(max_lag_ms) * 1e-3
     step = 1.0 / float(grid_hz)
     # grid where the video signal exists and the tracker exists at every shifted time
@@ -219,13 +233,18 @@ def estimate_time_offset(
     video = _normalise(video)
     n_lag = int(np.floor(lag_s * grid_hz + 1e-9))
     lags = np.arange(-n_lag, n_lag + 1) * step
-    # the probe signal on an extended grid, shifted by whole grid steps per lag
-    ext = np.arange(lo - lags[-1] - 2 * step, hi - lags[0] + 2 * step, step)
-    speed = probe_speed_signal(tstamps - t0, T_tracker_probe, ext, dt_frame, tracker_valid)
-    speed = ndimage.gaussian_filter1d(speed, sigma, mode="nearest")
+    # the probe signal is sampled at the same instants as the video signal (frame midpoints,
+    # shifted by the lag) and resampled onto the grid the same way, so that both carry the
+    # same sampling (aliasing of fast tremor) and interpolation artefacts
+    i0 = max(int(np.searchsorted(vt, lo)) - 1, 0)
+    i1 = min(int(np.searchsorted(vt, hi)) + 1, len(vt) - 1)
+    vt_in = vt[i0 : i1 + 1]  # the frame midpoints the grid interpolates between
     corr = np.empty(len(lags))
     for k, tau in enumerate(lags):
-        shifted = np.interp(grid - tau, ext, speed)
+        speed = probe_speed_signal(
+            tstamps - t0, T_tracker_probe, vt_in - tau, dt_frame, tracker_valid
+        )
+        shifted = ndimage.gaussian_filter1d(np.interp(grid, vt_in, speed), sigma, mode="nearest")
         corr[k] = float(np.mean(video * _normalise(shifted)))
     best = int(np.argmax(corr))
     frac = 0.0

@@ -8,10 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from us_frame_channel import PixelFormat
 from us_frame_channel.testing import pattern_frame
-from us_grpc_bridge import codecs
 from us_grpc_bridge.auth import (
     AuthConfigError,
     TokenStore,
@@ -23,6 +20,9 @@ from us_grpc_bridge.fanout import Hub, LatestMailbox, MailboxClosed, iterate
 from us_grpc_bridge.files import read_nrrd, write_nrrd, write_ply
 from us_grpc_bridge.params import PARAMETERS, validate
 from us_grpc_bridge.pose import ImageCalibration, T_world_image
+
+from us_frame_channel import PixelFormat
+from us_grpc_bridge import codecs
 
 OP = "op-" + "o" * 20
 VI = "vi-" + "v" * 20
@@ -66,8 +66,11 @@ def test_downscale_block_mean_and_labels() -> None:
     assert small.tolist() == [[2, 4], [10, 12]]  # rint of the 2x2 means 2.5, 4.5 ...
     labels = np.array([[0, 1, 2, 2], [1, 1, 2, 2]], dtype=np.uint8)
     assert codecs.downscale(labels, 2, labels=True).tolist() == [[0, 2]]
-    e = codecs.encode(pattern_frame(PixelFormat.BGR8, 30, 20, 0), PixelFormat.BGR8,
-                      codecs.EncodeSpec("raw", downscale=3))
+    e = codecs.encode(
+        pattern_frame(PixelFormat.BGR8, 30, 20, 0),
+        PixelFormat.BGR8,
+        codecs.EncodeSpec("raw", downscale=3),
+    )
     assert (e.width, e.height) == (10, 6)
     with pytest.raises(codecs.CodecError):
         codecs.downscale(img, 8)
@@ -203,3 +206,14 @@ def test_params_validate() -> None:
     assert "one of" in (validate("image_origin", "middle") or "")
     assert "3 values" in (validate("probe_image_translation_mm", [1.0]) or "")
     assert validate("max_rate_hz", 30) is None  # ints are fine for doubles
+
+
+def test_config_yaml_matches_parameters() -> None:
+    import yaml
+
+    cfg = Path(__file__).resolve().parents[3] / "config" / "grpc_bridge.yaml"
+    values = yaml.safe_load(cfg.read_text())["/**/grpc_bridge"]["ros__parameters"]
+    assert set(values) == {p.name for p in PARAMETERS}
+    for name, value in values.items():
+        assert validate(name, value) is None, name
+        assert value == next(p.default for p in PARAMETERS if p.name == name), name

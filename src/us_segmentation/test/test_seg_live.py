@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from us_frame_channel.imageops import grey_roi
 from us_frame_channel.layout import FrameInfo
 from us_segmentation.inference import SegmentationResult, Segmenter
 from us_segmentation.live import (
     LiveSegmenter,
     MaskResult,
     TemporalSmoother,
-    grey_roi,
     summarise,
 )
 
