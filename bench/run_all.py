@@ -22,8 +22,7 @@ BENCHES = {
     "simulator": HERE / "bench_simulator.py",
     "acquisition": HERE / "bench_acquisition.py",
     "segmentation": HERE / "bench_segmentation.py",
-    "reconstruction_speed": HERE / "bench_reconstruction_speed.py",
-    "reconstruction_accuracy": HERE / "bench_reconstruction_accuracy.py",
+    "reconstruction": HERE / "bench_reconstruction.py",
     "grpc": HERE / "bench_grpc.py",
 }
 

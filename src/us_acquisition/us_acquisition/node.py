@@ -35,7 +35,7 @@ from us_interfaces.msg import ChannelStatus, FrameRef, NodeStatus
 
 from .capture import CaptureLoop, PublishedFrame
 from .geometry import FrameGeometry, GeometryError
-from .node_common import LATCHED, STATE_IDS, declare_parameters, stamp
+from .node_common import STATE_IDS, StatusPublisher, declare_parameters, stamp
 from .params import PARAMETERS, SPECS, validate
 from .sources.base import SourceError
 from .sources.factory import make_source
@@ -65,7 +65,7 @@ class AcquisitionNode(LifecycleNode):
         self._last_preview = 0.0
         self._frames_out = 0
         self._lock = threading.Lock()
-        self._status_pub = self.create_publisher(NodeStatus, "~/status", LATCHED)
+        self._status_pub = StatusPublisher(self)
         self._status_timer = self.create_timer(
             1.0 / self._p("status_rate_hz"), self._publish_status
         )

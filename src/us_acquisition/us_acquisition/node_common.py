@@ -76,3 +76,53 @@ def stamp(ns: int) -> Any:
 
     sec, nsec = divmod(int(ns), 1_000_000_000)
     return Time(sec=sec, nanosec=nsec)
+
+
+class StatusPublisher:
+    """Publishes a node's ``NodeStatus`` on ``~/status`` (latched) and the same facts as
+    ``diagnostic_msgs/DiagnosticArray`` on ``/diagnostics`` (rqt_robot_monitor, the
+    diagnostic aggregator): OK while active without error, WARN when not active or when
+    frames are dropped, ERROR on an error."""
+
+    def __init__(self, node: Node) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        self._node = node
+        self._status = node.create_publisher(NodeStatus, "~/status", LATCHED)
+        self._diag = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._last_dropped = 0
+
+    def publish(self, s: Any) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+        self._status.publish(s)
+        d = DiagnosticStatus()
+        d.name = f"us: {s.node_name}"
+        d.hardware_id = s.node_name
+        dropped_now = int(s.frames_dropped) > self._last_dropped
+        self._last_dropped = int(s.frames_dropped)
+        active = s.state == NodeStatus.STATE_ACTIVE
+        if s.state == NodeStatus.STATE_ERROR or (s.last_error and not active):
+            d.level, d.message = DiagnosticStatus.ERROR, s.last_error or "error"
+        elif not active:
+            d.level, d.message = DiagnosticStatus.WARN, f"{s.state_label}"
+        elif s.last_error:
+            d.level, d.message = DiagnosticStatus.WARN, s.last_error
+        elif dropped_now:
+            d.level, d.message = DiagnosticStatus.WARN, f"dropping frames ({s.frames_dropped})"
+        else:
+            d.level, d.message = DiagnosticStatus.OK, f"active, {s.fps:.1f} fps"
+        d.values = [
+            KeyValue(key="state", value=s.state_label),
+            KeyValue(key="fps", value=f"{s.fps:.2f}"),
+            KeyValue(key="frames_in", value=str(s.frames_in)),
+            KeyValue(key="frames_out", value=str(s.frames_out)),
+            KeyValue(key="frames_dropped", value=str(s.frames_dropped)),
+            KeyValue(key="latency_p50_ms", value=f"{s.latency_p50_ms:.2f}"),
+            KeyValue(key="latency_p95_ms", value=f"{s.latency_p95_ms:.2f}"),
+            *s.values,
+        ]
+        arr = DiagnosticArray()
+        arr.header.stamp = s.header.stamp
+        arr.status = [d]
+        self._diag.publish(arr)

@@ -35,6 +35,7 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from us_acquisition.node_common import StatusPublisher
 
 from us_interfaces.msg import NodeStatus
 
@@ -287,7 +288,7 @@ class GrpcBridgeNode(LifecycleNode):
         self.server: BridgeServer | None = None
         self.igtl: Any = None
         self._subs: dict[str, Any] = {}
-        self._status_pub = self.create_publisher(NodeStatus, "~/status", LATCHED)
+        self._status_pub = StatusPublisher(self)
         self._status_timer = self.create_timer(
             1.0 / self._p("status_rate_hz"), self._publish_status
         )

@@ -50,6 +50,7 @@ def test_recovers_known_offset(lag_ms: float) -> None:
     assert res.offset_ms == pytest.approx(lag_ms, abs=8.0)
     assert res.score > 0.3
     assert not res.at_window_edge
+    assert res.reliable
     assert lookup_time_offset_ns(res.offset_ms) == -round(res.offset_ms * 1e6)
 
 
@@ -101,6 +102,7 @@ def test_cli_on_plus_sequence(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert main([str(path), "--out", str(out)]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["offset_ms"] == pytest.approx(lag_ms, abs=8.0)
+    assert summary["reliable"] is True
     assert "correlation" in json.loads(out.read_text())
     assert main([str(path), "--transform", "StylusToTracker"]) == 2
     assert main([str(tmp_path / "absent.igs.mha")]) == 2

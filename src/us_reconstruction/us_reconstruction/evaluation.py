@@ -182,7 +182,8 @@ def simulate_sweep_reconstruction(
         lookup_offset_ms: video lag assumed when looking poses up (ms; the pose is taken at
             ``stamp - lookup_offset_ms``), ignored with ``estimate_offset``.
         estimate_offset: estimate the lag from the sweep itself
-            (:func:`~us_reconstruction.temporal_calibration.estimate_time_offset`) and use it.
+            (:func:`~us_reconstruction.temporal_calibration.estimate_time_offset`) and use it
+            if it is flagged reliable (else ``lookup_offset_ms`` is used).
 
     Returns:
         A JSON-serialisable dict: seeds, sizes, ``true_volume_ml``, ``mesh_volume_ml``,
@@ -249,12 +250,16 @@ def simulate_sweep_reconstruction(
     pixel_spacing = sim.pixel_spacing_mm
     t_render = time.perf_counter() - t0
     estimated_ms: float | None = None
+    estimate_reliable: bool | None = None
+    estimate_score: float | None = None
     if estimate_offset:
         t0 = time.perf_counter()
         est = estimate_time_offset(stamps, images, tracker.timestamps_ns, tracker.T_phantom_probe)
-        estimated_ms = est.offset_ms
+        estimated_ms, estimate_reliable, estimate_score = est.offset_ms, est.reliable, est.score
         timings["temporal_calibration"] = time.perf_counter() - t0
-    offset_ms = estimated_ms if estimated_ms is not None else float(lookup_offset_ms)
+    offset_ms = (
+        estimated_ms if estimated_ms is not None and estimate_reliable else float(lookup_offset_ms)
+    )
     t_seg = t_comp = 0.0
     skipped: dict[str, int] = {}
     frame_dice: list[float] = []
@@ -343,7 +348,9 @@ def simulate_sweep_reconstruction(
         "frames_skipped_pose": skipped,
         "video_lag_ms": float(video_lag_ms),
         "lookup_offset_ms": round(offset_ms, 3),
-        "offset_estimated": estimated_ms is not None,
+        "estimated_offset_ms": None if estimated_ms is None else round(estimated_ms, 3),
+        "estimated_offset_reliable": estimate_reliable,
+        "estimated_offset_score": None if estimate_score is None else round(estimate_score, 4),
         "image_size": [int(width), int(height)],
         "spacing_mm": float(spacing_mm),
         "grid_dims": [int(d) for d in grid.dims],

@@ -484,9 +484,10 @@ class LiveReconstructor:
                 return None
             grid = comp.grid
             fraction = comp.label_fraction(self.thyroid_class)
-            weights = comp.weights()
-        filled = weights > 0
-        fraction = fill_gaps(fraction, filled, self.fill_holes_radius_vox)
+            voted = self._voted(comp)
+            filled = comp.weights() > 0
+        # labels of voxels without votes (between masked slices) from their neighbours
+        fraction = fill_gaps(fraction, voted, self.fill_holes_radius_vox)
         verts, tris, ml, ell, lobes, _ = measure_thyroid(fraction, grid, self.surface_level)
         res = SurfaceResult(
             vertices_mm=verts,
@@ -505,6 +506,12 @@ class LiveReconstructor:
             self.on_surface(res)
         return res
 
+    @staticmethod
+    def _voted(comp: Compounder) -> NDArray[np.bool_]:
+        """Voxels with label votes (the class fractions sum to 1 there, 0 elsewhere)."""
+        total = sum(comp.label_fraction(c) for c in range(comp.num_classes))
+        return np.asarray(total > 0.5)
+
     # -- snapshots for services ------------------------------------------------------------
     def snapshot(
         self, downsample: int = 1, labels: bool = True, fill_holes: bool = False
@@ -520,11 +527,13 @@ class LiveReconstructor:
                 return None
             vol, grid = comp.snapshot(downsample)
             frac = comp.label_fraction(self.thyroid_class) if labels else None
-            hit = comp.weights() > 0 if fill_holes and downsample == 1 else None
+            fill = fill_holes and downsample == 1
+            hit = comp.weights() > 0 if fill else None
+            voted = self._voted(comp) if fill and frac is not None else None
         if hit is not None:
             vol = fill_gaps(vol, hit, self.fill_holes_radius_vox)
-            if frac is not None:
-                frac = fill_gaps(frac, hit, self.fill_holes_radius_vox)
+        if voted is not None and frac is not None:
+            frac = fill_gaps(frac, voted, self.fill_holes_radius_vox)
         if frac is not None and downsample > 1:
             f = downsample
             pad = [(0, (-n) % f) for n in frac.shape]

@@ -35,7 +35,13 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import PointCloud2, PointField
 from std_msgs.msg import ColorRGBA
 from tf2_msgs.msg import TFMessage
-from us_acquisition.node_common import LATCHED, STATE_IDS, declare_parameters, stamp
+from us_acquisition.node_common import (
+    LATCHED,
+    STATE_IDS,
+    StatusPublisher,
+    declare_parameters,
+    stamp,
+)
 from us_frame_channel.paramspec import plain
 from visualization_msgs.msg import Marker
 
@@ -114,7 +120,7 @@ class ReconstructionNode(LifecycleNode):
             TF_STATIC_QOS,
             callback_group=self._tf_group,
         )
-        self._status_pub = self.create_publisher(NodeStatus, "~/status", LATCHED)
+        self._status_pub = StatusPublisher(self)
         self._info_pub = self.create_publisher(ReconstructionInfo, "~/info", LATCHED)
         self._status_timer = self.create_timer(
             1.0 / self._p("status_rate_hz"), self._publish_status

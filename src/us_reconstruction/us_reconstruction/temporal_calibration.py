@@ -14,10 +14,12 @@ estimated here as ``offset_ms = +40``).
 
 Method
 ------
-1. **Image motion** (video): each frame is block-averaged into a speckle-suppressed
-   thumbnail (``block_px``, default ~64 px wide) and the mean absolute difference between
-   consecutive frames is taken, stamped at the midpoint of the two frames.  It rises with
-   the probe's speed (new anatomy enters the plane, in-plane content shifts).
+1. **Image motion** (video): each frame is block-averaged into speckle-suppressed
+   thumbnails (``block_px``; default three scales, ~160, ~64 and ~20 px wide) and the mean
+   absolute difference between consecutive frames is taken (z-scored and averaged over the
+   scales), stamped at the midpoint of the two frames.  It rises with the probe's speed
+   (speckle decorrelates with elevational motion, new anatomy enters the plane, in-plane
+   content shifts).
 2. **Probe motion** (tracker): the probe position is interpolated from the tracker samples and
    the displacement over one frame interval, ``|p(t + dt/2) - p(t - dt/2)| / dt`` (mm/s), is
    the probe speed at ``t`` -- the same differencing as the video signal.  For a lag
@@ -67,6 +69,8 @@ class TemporalCalibrationResult:
         n_frames: frames used.
         at_window_edge: True if the peak is the first or last lag (offset may be outside the
             searched window; the value is then not trustworthy).
+        second_peak: the highest other local maximum of the correlation more than 30 ms
+            away from the peak (``-1`` if none); close to ``score`` = ambiguous.
     """
 
     offset_ms: float
@@ -75,6 +79,14 @@ class TemporalCalibrationResult:
     correlation: NDArray[np.float64]
     n_frames: int
     at_window_edge: bool
+    second_peak: float = -1.0
+
+    @property
+    def reliable(self) -> bool:
+        """Heuristic trust flag: peak inside the window, correlation >= 0.3 and at least 10 %
+        above any other peak (on simulated sweeps every estimate that failed this check was
+        off by > 20 ms and no passing one was)."""
+        return not self.at_window_edge and self.score >= 0.3 and self.second_peak < 0.9 * self.score
 
     def as_dict(self) -> dict[str, float | int | bool]:
         """JSON-friendly summary (without the correlation curve)."""
@@ -83,6 +95,8 @@ class TemporalCalibrationResult:
             "score": round(self.score, 4),
             "n_frames": self.n_frames,
             "at_window_edge": self.at_window_edge,
+            "second_peak": round(self.second_peak, 4),
+            "reliable": self.reliable,
             "lookup_time_offset_ns": lookup_time_offset_ns(self.offset_ms),
         }
 
@@ -93,26 +107,35 @@ def lookup_time_offset_ns(offset_ms: float) -> int:
     return -round(offset_ms * 1e6)
 
 
+def _default_blocks(width_px: int) -> tuple[int, ...]:
+    """Block sizes (px) giving thumbnails ~160, ~64 and ~20 px wide."""
+    return tuple(sorted({max(1, round(width_px / d)) for d in (160, 64, 20)}))
+
+
 def image_motion_signal(
     frames: NDArray[np.generic],
     stamps_ns: ArrayLike,
-    block_px: int | None = None,
+    block_px: int | Sequence[int] | None = None,
     frame_step: int = 1,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Frame-to-frame image change of a sweep.
+
+    Each frame is block-averaged into a thumbnail (suppresses speckle) and the mean absolute
+    difference of consecutive thumbnails is taken.  With several block sizes the z-scored
+    signals of all scales are averaged (fine scales follow speckle decorrelation, coarse
+    ones the anatomy; one scale alone was less robust on simulated sweeps).
 
     Args:
         frames: ``(N, H, W)`` grey frames (any numeric dtype; colour ``(N, H, W, C)`` is
             averaged over channels).
         stamps_ns: ``(N,)`` frame stamps (ns), increasing.
-        block_px: block-averaging factor (px) that suppresses speckle before differencing;
-            None: ``round(W / 64)`` (thumbnails ~64 px wide).
+        block_px: block size(s) in px; None: thumbnails ~160, ~64 and ~20 px wide.
         frame_step: compare frame ``k`` with frame ``k + frame_step``.
 
     Returns:
         ``(times_s (N-m,), signal (N-m,))`` with ``m = frame_step``: midpoints of the compared
-        frames (s, same clock as the stamps) and the mean absolute difference of their
-        thumbnails.
+        frames (s, same clock as the stamps) and the image change (dimensionless; grey
+        levels for a single block size).
     """
     f = np.asarray(frames)
     if f.ndim == 4:
@@ -123,15 +146,24 @@ def image_motion_signal(
     if t.shape != (len(f),) or np.any(np.diff(t) <= 0):
         raise ValueError("stamps_ns must be (N,) and strictly increasing")
     n, h, w = f.shape
-    b = max(1, round(w / 64) if block_px is None else int(block_px))
-    hb, wb = h // b, w // b
-    thumbs = f[:, : hb * b, : wb * b].astype(np.float32).reshape(n, hb, b, wb, b).mean((2, 4))
     m = int(frame_step)
     if not 1 <= m <= n - 2:
         raise ValueError(f"frame_step must be in 1..{n - 2}, got {frame_step}")
-    diff = np.abs(thumbs[m:] - thumbs[:-m]).mean(axis=(1, 2)).astype(np.float64)
+    if block_px is None:
+        blocks: tuple[int, ...] = _default_blocks(w)
+    elif isinstance(block_px, int):
+        blocks = (block_px,)
+    else:
+        blocks = tuple(int(b) for b in block_px)
+    signals = []
+    for b in blocks:
+        b = max(1, min(b, h, w))
+        hb, wb = h // b, w // b
+        th = f[:, : hb * b, : wb * b].astype(np.float32).reshape(n, hb, b, wb, b).mean((2, 4))
+        signals.append(np.abs(th[m:] - th[:-m]).mean(axis=(1, 2)).astype(np.float64))
+    signal = signals[0] if len(signals) == 1 else np.mean([_normalise(x) for x in signals], 0)
     ts = t.astype(np.float64) * 1e-9
-    return 0.5 * (ts[m:] + ts[:-m]), diff
+    return 0.5 * (ts[m:] + ts[:-m]), signal
 
 
 def probe_speed_signal(
@@ -184,7 +216,7 @@ def estimate_time_offset(
     max_lag_ms: float = 250.0,
     grid_hz: float = 200.0,
     smooth_ms: float = 15.0,
-    block_px: int | None = None,
+    block_px: int | Sequence[int] | None = None,
     frame_step: int = 1,
     tracker_valid: ArrayLike | None = None,
 ) -> TemporalCalibrationResult:
@@ -198,7 +230,8 @@ def estimate_time_offset(
         max_lag_ms: the offset is searched in ``[-max_lag_ms, +max_lag_ms]``.
         grid_hz: rate of the common resampling grid (lag resolution before refinement).
         smooth_ms: sigma (ms) of the Gaussian applied to both signals on the grid.
-        block_px: speckle-suppressing block average of the frames (px).
+        block_px: speckle-suppressing block average(s) of the frames (px); None: three
+            scales (thumbnails ~160, ~64, ~20 px wide).
         frame_step: compare frames ``k`` and ``k + frame_step`` (larger = more anatomy
             change per comparison, less temporal detail).
         tracker_valid: optional ``(M,)`` bool validity of the tracker samples.
@@ -254,6 +287,12 @@ def estimate_time_offset(
         if denom < 0.0:
             frac = float(np.clip(0.5 * (ym - yp) / denom, -0.5, 0.5))
     offset_s = float(lags[best] + frac * step)
+    local_max = [
+        i
+        for i in range(1, len(corr) - 1)
+        if corr[i] >= corr[i - 1] and corr[i] >= corr[i + 1] and abs(lags[i] - lags[best]) > 0.03
+    ]
+    second = max((float(corr[i]) for i in local_max), default=-1.0)
     return TemporalCalibrationResult(
         offset_ms=offset_s * 1e3,
         score=float(corr[best]),
@@ -261,6 +300,7 @@ def estimate_time_offset(
         correlation=corr,
         n_frames=len(fstamps),
         at_window_edge=best in (0, len(lags) - 1),
+        second_peak=second,
     )
 
 
@@ -287,7 +327,11 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--max-lag-ms", type=float, default=250.0, help="search window (ms)")
     ap.add_argument("--smooth-ms", type=float, default=15.0, help="signal smoothing sigma (ms)")
     ap.add_argument(
-        "--block-px", type=int, default=None, help="speckle block average (px; default W/64)"
+        "--block-px",
+        type=int,
+        action="append",
+        default=None,
+        help="speckle block average (px), repeatable; default: W/160, W/64 and W/20",
     )
     ap.add_argument("--out", help="also write the result (with the correlation curve) here")
     return ap.parse_args(argv)
@@ -348,6 +392,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             "us-temporal-calibration: warning: the peak is at the edge of the lag window; "
             "increase --max-lag-ms",
+            file=sys.stderr,
+        )
+    elif not res.reliable:
+        print(
+            f"us-temporal-calibration: warning: weak correlation (score {res.score:.2f} < "
+            "0.3); record a sweep with more speed changes (accelerate, stop, reverse) and "
+            "check the result",
             file=sys.stderr,
         )
     return 0

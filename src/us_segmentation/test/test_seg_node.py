@@ -11,6 +11,7 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from lifecycle_msgs.msg import Transition  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
@@ -64,11 +65,22 @@ def test_bad_model_fails_configure_then_live_masks(graph: dict[str, Any]) -> Non
     status = probe.subscribe(NodeStatus, "segmentation/status", LATCHED)
     results = probe.subscribe(SegmentationResult, "segmentation/result", 50)
     overlays = probe.subscribe(Image, "segmentation/overlay", qos_profile_sensor_data)
+    diags = probe.subscribe(DiagnosticArray, "/diagnostics", 50)
 
     # a missing model: configure fails with the reason, the process stays up
     assert not probe.transition("segmentation", CONFIGURE)
     assert graph["seg"].poll() is None
     assert probe.spin_until(lambda: any("no-such-model" in s.last_error for s in status), 10)
+    ns = graph["ns"]
+
+    def diag_level(level: int) -> bool:
+        return any(
+            d.name == f"us: {ns}/segmentation" and d.level == level
+            for a in diags
+            for d in a.status
+        )
+
+    assert probe.spin_until(lambda: diag_level(DiagnosticStatus.ERROR), 10)  # failed configure
 
     rs = probe.set_params("segmentation", model_path="", backend="torchscript", threads=1)
     assert all(r.successful for r in rs), [r.reason for r in rs]
@@ -107,6 +119,7 @@ def test_bad_model_fails_configure_then_live_masks(graph: dict[str, Any]) -> Non
     assert probe.spin_until(
         lambda: any(s.state == NodeStatus.STATE_ACTIVE and s.frames_out > 0 for s in status), 10
     )
+    assert probe.spin_until(lambda: diag_level(DiagnosticStatus.OK), 10)
     # a parameter that applies at configure is refused while active, a live one is taken
     (r1,) = probe.set_params("segmentation", threads=2)
     assert not r1.successful and "applies at configure" in r1.reason

@@ -27,7 +27,12 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
-from us_acquisition.node_common import LATCHED, STATE_IDS, declare_parameters, stamp
+from us_acquisition.node_common import (
+    STATE_IDS,
+    StatusPublisher,
+    declare_parameters,
+    stamp,
+)
 from us_frame_channel.paramspec import plain
 
 from us_frame_channel import LAYOUT_VERSION, ChannelConfig, ChannelError, PixelFormat
@@ -56,7 +61,7 @@ class SegmentationNode(LifecycleNode):
         self._last_preview = 0.0
         self._model_info = ""
         self._lock = threading.Lock()
-        self._status_pub = self.create_publisher(NodeStatus, "~/status", LATCHED)
+        self._status_pub = StatusPublisher(self)
         self._status_timer = self.create_timer(
             1.0 / self._p("status_rate_hz"), self._publish_status
         )
