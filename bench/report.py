@@ -93,6 +93,66 @@ def report(results: Path) -> str:
         parts.append(
             table([d], ["fps_640", "fps_1080", "threads", "phantom_build_s", "peak_rss_mb"])
         )
+    seg = results / "segmentation.json"
+    if seg.exists():
+        d = json.loads(seg.read_text())
+        parts.append("\n### Segmentation (`python bench/bench_segmentation.py`)\n")
+        rows = [{"backend": k, **v} for k, v in d.get("backends", {}).items()]
+        parts.append(
+            table(
+                rows,
+                [
+                    "backend",
+                    "dice",
+                    "hd95_mm",
+                    "infer_p50_ms",
+                    "infer_p95_ms",
+                    "e2e_p50_ms",
+                    "e2e_p95_ms",
+                    "masks_per_s",
+                    "frames_per_s",
+                ],
+            )
+        )
+    rec = results / "reconstruction.json"
+    if rec.exists():
+        d = json.loads(rec.read_text())
+        parts.append("\n### Reconstruction (`python bench/bench_reconstruction.py`)\n")
+        parts.append(
+            table(
+                [d],
+                [
+                    "volume_err_pct",
+                    "ellipsoid_err_pct",
+                    "hd95_mm",
+                    "fps_nn_640",
+                    "fps_lin_640",
+                    "fps_nn_820",
+                    "baseline_fps_nn_640",
+                    "peak_rss_mb",
+                ],
+            )
+        )
+    grpc = results / "grpc.json"
+    if grpc.exists():
+        d = json.loads(grpc.read_text())
+        parts.append("\n### gRPC bridge (`python bench/bench_grpc.py`)\n")
+        parts.append(
+            table(
+                d.get("cases", []),
+                [
+                    "clients",
+                    "encoding",
+                    "stalled_clients",
+                    "fps_per_client",
+                    "lat_p50_ms",
+                    "lat_p95_ms",
+                    "bytes_per_frame",
+                    "acq_fps",
+                    "bridge_cpu_pct",
+                ],
+            )
+        )
     return "\n".join(parts) + "\n"
 
 

@@ -49,7 +49,7 @@ from us_interfaces.msg import Mesh, NodeStatus, ReconstructionInfo, Volume
 from us_interfaces.srv import GetMesh, GetVolume, SaveVolume, SetRoi, Trigger
 
 from .calibration import ImageCalibration
-from .compounding import Compounder, warmup
+from .compounding import Compounder, FanGeometry, warmup
 from .export import write_mesh, write_volume
 from .grid import VolumeGrid
 from .live import (
@@ -175,9 +175,17 @@ class ReconstructionNode(LifecycleNode):
                     f"{lo.tolist()} on every axis"
                 )
             grid = VolumeGrid.from_bounds(lo, hi, sp)
+        rect = [int(v) for v in self._p("clip_rectangle_px")]
+        radius = self._p("fan_radius_px")
+        fan = None
+        if radius[1] > 0:
+            apex, angles = self._p("fan_apex_px"), self._p("fan_angles_deg")
+            fan = FanGeometry(apex[0], apex[1], radius[0], radius[1], angles[0], angles[1])
         return Compounder(
             grid=grid,
             spacing_mm=sp,
+            roi=(rect[0], rect[1], rect[2], rect[3]) if rect[2] > 0 and rect[3] > 0 else None,
+            fan=fan,
             interpolation=self._p("interpolation"),
             compounding=self._p("compounding"),
             num_classes=2,

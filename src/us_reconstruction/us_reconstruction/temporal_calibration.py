@@ -28,10 +28,10 @@ Method
 3. Both signals are resampled on a common uniform grid (``grid_hz``), smoothed with the same
    Gaussian (``smooth_ms``), and for every lag ``tau`` in ``[-max_lag, +max_lag]`` (steps of
    ``1 / grid_hz``) the Pearson correlation of ``video(t)`` with ``probe(t - tau)`` over the
-   overlap is computed; the
-   video signal equals the probe signal delayed by the video lag, so the peak is at
-   ``tau = offset``.  The peak is refined to sub-sample precision by a parabola through the
-   best lag and its two neighbours.  ``score`` is the correlation at the peak (1 = perfect).
+   overlap is computed; the video signal equals the probe signal delayed by the video lag,
+   so the peak is at ``tau = offset``.  The peak is refined to sub-sample precision by a
+   parabola through the best lag and its two neighbours.  ``score`` is the correlation at
+   the peak (1 = perfect); :attr:`TemporalCalibrationResult.reliable` flags weak peaks.
 """
 
 from __future__ import annotations
@@ -83,10 +83,11 @@ class TemporalCalibrationResult:
 
     @property
     def reliable(self) -> bool:
-        """Heuristic trust flag: peak inside the window, correlation >= 0.3 and at least 10 %
-        above any other peak (on simulated sweeps every estimate that failed this check was
-        off by > 20 ms and no passing one was)."""
-        return not self.at_window_edge and self.score >= 0.3 and self.second_peak < 0.9 * self.score
+        """Heuristic trust flag: peak inside the window and correlation >= 0.3.  On simulated
+        30 fps sweeps (640x480 and 128x96) every estimate scoring >= 0.3 was within 10 ms;
+        the failures seen (off by 25-200 ms) scored 0.22-0.26.  Not validated at other
+        frame rates."""
+        return not self.at_window_edge and self.score >= 0.3
 
     def as_dict(self) -> dict[str, float | int | bool]:
         """JSON-friendly summary (without the correlation curve)."""
