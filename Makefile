@@ -14,7 +14,7 @@ RUN := source env.sh &&
 .PHONY: setup demo test lint typecheck unit bench clean distclean help
 
 help:
-	@echo "make demo   - set up and run the demo (frame channel: producer + 2 consumers)"
+	@echo "make demo   - set up and run the whole graph on the simulator; results in results/demo-*"
 	@echo "make test   - set up and run ruff, mypy and the whole test suite"
 	@echo "make bench  - set up and run the benchmarks (writes bench/results/*.json)"
 	@echo "make setup  - only set up (.venv, Debian packages, colcon build)"

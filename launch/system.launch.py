@@ -13,6 +13,7 @@ from launch.conditions import IfCondition
 from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
 from launch_ros.actions import LifecycleNode
+from launch_ros.actions import Node as LaunchNode
 from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
 from lifecycle_msgs.msg import Transition
@@ -42,7 +43,10 @@ def _lifecycle_node(name, package, executable, params_file):
     )
     overrides = {}
     if name == "acquisition":
-        overrides = {"source": LaunchConfiguration("source")}
+        overrides = {
+            "source": LaunchConfiguration("source"),
+            "source_path": LaunchConfiguration("source_path"),
+        }
     node = LifecycleNode(
         package=package,
         executable=executable,
@@ -100,9 +104,17 @@ def generate_launch_description():
         ),
         DeclareLaunchArgument(
             "source",
-            default_value="synthetic",
+            default_value="sim",
             description="acquisition source: sim, synthetic, video, sequence, "
             "decklink, v4l2, gst_test, gst_pipeline",
+        ),
+        DeclareLaunchArgument(
+            "source_path",
+            default_value="",
+            description="recording to replay (source:=video or sequence)",
+        ),
+        DeclareLaunchArgument(
+            "rviz", default_value="false", description="also start RViz with rviz/us_system.rviz"
         ),
         DeclareLaunchArgument(
             "log_level",
@@ -121,4 +133,11 @@ def generate_launch_description():
     actions = []
     for name, package, executable, params_file in NODES:
         actions += _lifecycle_node(name, package, executable, params_file)
-    return LaunchDescription([*args, GroupAction(actions)])
+    rviz = LaunchNode(
+        package="rviz2",
+        executable="rviz2",
+        arguments=["-d", os.path.join(share, "rviz", "us_system.rviz")],
+        condition=IfCondition(LaunchConfiguration("rviz")),
+        output="screen",
+    )
+    return LaunchDescription([*args, GroupAction(actions), rviz])
