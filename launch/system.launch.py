@@ -26,6 +26,7 @@ NODES = [
     ("segmentation", "us_segmentation", "segmentation_node", "segmentation.yaml"),
     ("reconstruction", "us_reconstruction", "reconstruction_node", "reconstruction.yaml"),
     ("grpc_bridge", "us_grpc_bridge", "grpc_bridge_node", "grpc_bridge.yaml"),
+    ("recorder", "us_acquisition", "recorder_node", "recorder.yaml"),
 ]
 
 

@@ -18,5 +18,10 @@ setup(
         "Acquisition: DeckLink / UVC grabbers, recordings and the built-in tracked-probe simulator, written once into the shared-memory frame channel."
     ),
     license="Apache-2.0",
-    entry_points={"console_scripts": ["acquisition_node = us_acquisition.node:main"]},
+    entry_points={
+        "console_scripts": [
+            "acquisition_node = us_acquisition.node:main",
+            "recorder_node = us_acquisition.recorder_node:main",
+        ]
+    },
 )

@@ -10,6 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[3]
 NODES = [
     ("us_acquisition.params", "src/us_acquisition/README.md"),
+    ("us_acquisition.recorder_params", "src/us_acquisition/README.md"),
     ("us_segmentation.params", "src/us_segmentation/README.md"),
     ("us_reconstruction.params", "src/us_reconstruction/README.md"),
     ("us_grpc_bridge.params", "src/us_grpc_bridge/README.md"),

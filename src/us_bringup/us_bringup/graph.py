@@ -20,6 +20,7 @@ GRAPH: tuple[NodeEntry, ...] = (
     NodeEntry("segmentation", "us_segmentation", "segmentation_node", "segmentation.yaml"),
     NodeEntry("reconstruction", "us_reconstruction", "reconstruction_node", "reconstruction.yaml"),
     NodeEntry("grpc_bridge", "us_grpc_bridge", "grpc_bridge_node", "grpc_bridge.yaml"),
+    NodeEntry("recorder", "us_acquisition", "recorder_node", "recorder.yaml"),
 )
 NODES = {n.name: n for n in GRAPH}
 DEFAULT_NAMESPACE = "us"
