@@ -25,6 +25,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 #: Phantom seeds never used for training (1000-1013), validation or the tests (4242).
 EVAL_SEEDS = (6001, 6002, 6003)
+THREADS = 2  # torch / ONNX Runtime threads of the node (--threads)
 
 
 def _pct(v: list[float], q: float) -> float:
@@ -141,7 +142,7 @@ def in_graph(backend: str, seconds: float, replay: Path | None) -> dict[str, Any
             "input_channel": fch,
             "mask_channel": mch,
             "backend": backend,
-            "threads": 2,
+            "threads": THREADS,
             "device": "cpu",
         },
     )
@@ -271,7 +272,10 @@ def main() -> int:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--seconds", type=float, default=None, help="graph run per backend, s")
     p.add_argument("--out", default=str(HERE / "results" / "segmentation.json"))
+    p.add_argument("--threads", type=int, default=2, help="the node's inference threads")
     a = p.parse_args()
+    global THREADS
+    THREADS = a.threads
     seconds = a.seconds or (10.0 if a.quick else 45.0)
     res = run(a.quick, seconds)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
