@@ -11,12 +11,13 @@ BUILD_INPUTS := $(shell find src tools/cmake -name package.xml -o -name CMakeLis
 	2>/dev/null) $(wildcard config/* launch/* rviz/* src/us_bringup/us_bringup/*.py src/us_bringup/scripts/*)
 RUN := source env.sh &&
 
-.PHONY: setup demo test lint typecheck unit bench clean distclean help
+.PHONY: setup demo test lint typecheck unit bench soak clean distclean help
 
 help:
 	@echo "make demo   - set up and run the whole graph on the simulator; results in results/demo-*"
 	@echo "make test   - set up and run ruff, mypy and the whole test suite"
 	@echo "make bench  - set up and run the benchmarks (writes bench/results/*.json)"
+	@echo "make soak   - the whole graph for 30 min + fault injection (bench/results/system.json)"
 	@echo "make setup  - only set up (.venv, Debian packages, colcon build)"
 
 setup: install/.us-build-stamp
@@ -49,6 +50,9 @@ test: setup
 
 bench: setup
 	$(RUN) python bench/run_all.py
+
+soak: setup
+	$(RUN) nice -n 5 python bench/bench_system.py --soak-min 30
 
 clean:
 	rm -rf build install log

@@ -153,6 +153,26 @@ def report(results: Path) -> str:
                 ],
             )
         )
+    system = results / "system.json"
+    if system.exists():
+        d = json.loads(system.read_text())
+        parts.append("\n### Whole system (`python bench/bench_system.py`, `make soak`)\n")
+        parts.append(
+            table(
+                [d],
+                [
+                    "soak_min",
+                    "rss_growth_pct",
+                    "producer_lost",
+                    "e2e_mask_p95_ms",
+                    "e2e_volume_p95_ms",
+                    "e2e_client_p95_ms",
+                    "faults_survived",
+                    "faults_tried",
+                    "volume_err_pct",
+                ],
+            )
+        )
     return "\n".join(parts) + "\n"
 
 

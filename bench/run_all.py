@@ -24,7 +24,10 @@ BENCHES = {
     "segmentation": HERE / "bench_segmentation.py",
     "reconstruction": HERE / "bench_reconstruction.py",
     "grpc": HERE / "bench_grpc.py",
+    "system": HERE / "bench_system.py",
 }
+#: Extra arguments per benchmark in a full run (the 30-minute soak is `make soak`).
+FULL_ARGS = {"system": ["--soak-min", "5"]}
 
 
 def main() -> int:
@@ -47,7 +50,7 @@ def main() -> int:
             continue
         print(f"== {name} ({script.name})", flush=True)
         t0 = time.monotonic()
-        cmd = [sys.executable, str(script)] + (["--quick"] if a.quick else [])
+        cmd = [sys.executable, str(script)] + (["--quick"] if a.quick else FULL_ARGS.get(name, []))
         rc = subprocess.call(cmd, env=env)
         print(f"== {name}: exit {rc} after {time.monotonic() - t0:.0f} s", flush=True)
         if rc:

@@ -54,6 +54,13 @@ def _executable(entry: NodeEntry) -> str:
     return str(exe)
 
 
+#: lifecycle_msgs/State ids a bring-up transition starts from and ends in
+_START_STATE = {"configure": 1, "activate": 2}
+_END_STATE = {"configure": 2, "activate": 3}
+#: s without an answer to a transition before the node is asked whether it got it
+_RESEND_CHECK_S = 1.0
+
+
 def _ros_value(text: str) -> str:
     return text  # passed through `-p name:=value`, which parses YAML scalars and lists
 
@@ -130,7 +137,7 @@ class Runner:
 
     def transition(self, entry: NodeEntry, label: str, timeout_s: float) -> bool:
         from lifecycle_msgs.msg import Transition
-        from lifecycle_msgs.srv import ChangeState
+        from lifecycle_msgs.srv import ChangeState, GetState
 
         ids = {
             "configure": Transition.TRANSITION_CONFIGURE,
@@ -152,13 +159,48 @@ class Runner:
                     return False
             req = ChangeState.Request()
             req.transition.id = ids[label]
-            fut = client.call_async(req)
-            while not fut.done():
-                self._rclpy.spin_once(node, timeout_sec=0.1)
-                if time.monotonic() > deadline:
-                    self.say(f"{entry.name}: {label} timed out after {timeout_s:.0f} s")
-                    return False
-            ok = bool(fut.result().success)
+            futs = [client.call_async(req)]
+            # A request can be lost: after a respawn the dead process's service stays in
+            # the ROS graph for a while, so the service looks ready and the request goes
+            # out before the new process serves it. So can a response ("failed to send
+            # response (timeout)" in the node's log). While no answer comes, ask the node
+            # its state: if it answers from the state this transition starts from, the
+            # request never arrived: send it again; if from the state it ends in, the
+            # transition happened and only the response was lost.
+            start_state = _START_STATE.get(label)
+            state_client = (
+                node.create_client(GetState, f"{self.ns}/{entry.name}/get_state")
+                if start_state is not None
+                else None
+            )
+            state_futs: list[Any] = []
+            next_check = time.monotonic() + _RESEND_CHECK_S
+            lost = False  # the node made the transition but its answer was lost
+            try:
+                while not any(f.done() for f in futs):
+                    self._rclpy.spin_once(node, timeout_sec=0.05)
+                    now = time.monotonic()
+                    if now > deadline:
+                        self.say(f"{entry.name}: {label} timed out after {timeout_s:.0f} s")
+                        return False
+                    if state_client is None or now < next_check:
+                        continue
+                    next_check = now + _RESEND_CHECK_S
+                    answered = [f.result() for f in state_futs if f.done()]
+                    state_futs = [f for f in state_futs if not f.done()]
+                    state = answered[-1].current_state.id if answered else None
+                    if state == _END_STATE[label]:
+                        self.say(f"{entry.name}: {label} answer lost; the node is {label}d")
+                        lost = True
+                        break
+                    if state == start_state:
+                        futs.append(client.call_async(req))
+                        self.say(f"{entry.name}: no answer to {label}; sent again")
+                    state_futs.append(state_client.call_async(GetState.Request()))
+            finally:
+                if state_client is not None:
+                    node.destroy_client(state_client)
+            ok = any(f.done() and f.result().success for f in futs) or lost
             self.say(f"{entry.name}: {label} {'ok' if ok else 'FAILED (see its log above)'}")
             return ok
         finally:
