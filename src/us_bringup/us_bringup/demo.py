@@ -73,6 +73,13 @@ class Watcher:
         self._stop.set()
         self._thread.join(timeout=10)
 
+    def _take(self, f: Any, keep_every: int) -> None:
+        with f:
+            self.written[f.info.seq] = f.info.publish_monotonic_ns
+            self.n_frames += 1
+            if f.info.seq % keep_every == 0 and len(self.kept) < self.keep:
+                self.frames[f.info.seq] = np.array(f.array, copy=True)
+
     def _read(self) -> None:
         from us_frame_channel import ChannelError, FrameReader
 
@@ -87,13 +94,12 @@ class Watcher:
             while not self._stop.is_set():
                 f = frames.read(0.02)
                 while f is not None:
-                    with f:
-                        self.written[f.info.seq] = f.info.publish_monotonic_ns
-                        self.n_frames += 1
-                        if f.info.seq % keep_every == 0 and len(self.kept) < self.keep:
-                            self.frames[f.info.seq] = np.array(f.array, copy=True)
+                    self._take(f, keep_every)
                     f = frames.try_read()
                 while (m := masks.try_read()) is not None:
+                    # its frame was published first: take the frames that came meanwhile
+                    while (f := frames.try_read()) is not None:
+                        self._take(f, keep_every)
                     with m:
                         self.n_masks += 1
                         w = self.written.get(m.info.source_seq)

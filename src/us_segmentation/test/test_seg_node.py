@@ -97,13 +97,12 @@ def test_bad_model_fails_configure_then_live_masks(graph: dict[str, Any]) -> Non
         stamps: dict[int, tuple[int, int]] = {}
         linked = 0
         while linked < 5:
-            f = frames.read(0.0)
-            while f is not None:
-                with f:
-                    stamps[f.info.seq] = (f.info.host_timestamp_ns, f.info.producer_epoch)
-                f = frames.try_read()
             m = masks.read(5.0)
             assert m is not None, "no mask within 5 s"
+            # a frame is published before its mask: drain the frames after taking the mask
+            while (f := frames.try_read()) is not None:
+                with f:
+                    stamps[f.info.seq] = (f.info.host_timestamp_ns, f.info.producer_epoch)
             with m:
                 assert m.info.pixel_format is PixelFormat.LABEL8
                 assert m.array.shape == (240, 320)
