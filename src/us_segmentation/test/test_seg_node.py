@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -96,7 +97,9 @@ def test_bad_model_fails_configure_then_live_masks(graph: dict[str, Any]) -> Non
     ):
         stamps: dict[int, tuple[int, int]] = {}
         linked = 0
+        deadline = time.monotonic() + 30.0
         while linked < 5:
+            assert time.monotonic() < deadline, f"only {linked} masks linked to frames in 30 s"
             m = masks.read(5.0)
             assert m is not None, "no mask within 5 s"
             # a frame is published before its mask: drain the frames after taking the mask
