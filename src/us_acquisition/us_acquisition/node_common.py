@@ -4,7 +4,7 @@ latched QoS, lifecycle state ids, time stamps. No algorithms here."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
@@ -126,3 +126,51 @@ class StatusPublisher:
         arr.header.stamp = s.header.stamp
         arr.status = [d]
         self._diag.publish(arr)
+
+
+def refuse_change(
+    specs: Mapping[str, ParamSpec],
+    validate: Callable[[str, Any], str | None],
+    params: Iterable[Any],
+    state_label: str,
+) -> Any:
+    """The common part of every node's parameter callback: a ``SetParametersResult`` that
+    refuses an invalid value, or a value that applies at configure while the node is not
+    unconfigured, with the reason; ``None`` when the change may go ahead."""
+    from rcl_interfaces.msg import SetParametersResult
+
+    for p in params:
+        reason = validate(p.name, p.value)
+        if reason:
+            return SetParametersResult(successful=False, reason=reason)
+        spec = specs.get(p.name)
+        if spec is not None and not spec.live and state_label != "unconfigured":
+            return SetParametersResult(
+                successful=False,
+                reason=f"{p.name} applies at configure: deactivate and clean up the node "
+                f"first (it is {state_label})",
+            )
+    return None
+
+
+def spin_node(factory: Callable[[], Node], threads: int, args: list[str] | None = None) -> int:
+    """Run a node in a ``MultiThreadedExecutor`` until Ctrl-C / shutdown (kilted style);
+    the node's ``release()`` runs on the way out. Returns the process exit code."""
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+
+    try:
+        with rclpy.init(args=args):
+            node = factory()
+            executor = MultiThreadedExecutor(num_threads=threads)
+            executor.add_node(node)
+            try:
+                executor.spin()
+            finally:
+                release = getattr(node, "release", None)
+                if callable(release):
+                    release()
+                node.destroy_node()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        return 0
+    return 0

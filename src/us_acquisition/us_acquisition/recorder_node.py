@@ -19,11 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import rclpy
 from diagnostic_msgs.msg import KeyValue
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from tf2_msgs.msg import TFMessage
@@ -32,7 +30,14 @@ from us_frame_channel.paramspec import plain
 from us_interfaces.msg import NodeStatus
 from us_interfaces.srv import Recording
 
-from .node_common import LATCHED, STATE_IDS, StatusPublisher, declare_parameters
+from .node_common import (
+    LATCHED,
+    STATE_IDS,
+    StatusPublisher,
+    declare_parameters,
+    refuse_change,
+    spin_node,
+)
 from .recorder import RecordingResult, SequenceRecorder, check_output_path
 from .recorder_params import PARAMETERS, SPECS, validate
 
@@ -100,17 +105,9 @@ class RecorderNode(LifecycleNode):
         return plain(self.get_parameter(name).value)
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        for p in params:
-            reason = validate(p.name, p.value)
-            if reason:
-                return SetParametersResult(successful=False, reason=reason)
-            spec = SPECS.get(p.name)
-            if spec is not None and not spec.live and self._state_label != "unconfigured":
-                return SetParametersResult(
-                    successful=False,
-                    reason=f"{p.name} applies at configure: deactivate and clean up the node "
-                    f"first (it is {self._state_label})",
-                )
+        refused = refuse_change(SPECS, validate, params, self._state_label)
+        if refused is not None:
+            return refused
         return SetParametersResult(successful=True)
 
     # -- TF --------------------------------------------------------------------------------
@@ -364,19 +361,7 @@ class RecorderNode(LifecycleNode):
 
 
 def main(args: list[str] | None = None) -> int:
-    try:
-        with rclpy.init(args=args):
-            node = RecorderNode()
-            executor = MultiThreadedExecutor(num_threads=3)
-            executor.add_node(node)
-            try:
-                executor.spin()
-            finally:
-                node.release()
-                node.destroy_node()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        return 0
-    return 0
+    return spin_node(RecorderNode, threads=3, args=args)
 
 
 if __name__ == "__main__":

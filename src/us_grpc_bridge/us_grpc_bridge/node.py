@@ -22,7 +22,6 @@ import time
 from typing import Any
 
 import grpc
-import rclpy
 from rcl_interfaces.msg import (
     FloatingPointRange,
     IntegerRange,
@@ -31,11 +30,10 @@ from rcl_interfaces.msg import (
 )
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from us_acquisition.node_common import StatusPublisher
+from us_acquisition.node_common import StatusPublisher, spin_node
 
 from us_interfaces.msg import NodeStatus
 
@@ -524,19 +522,7 @@ class GrpcBridgeNode(LifecycleNode):
 
 
 def main(args: list[str] | None = None) -> int:
-    try:
-        with rclpy.init(args=args):
-            node = GrpcBridgeNode()
-            executor = MultiThreadedExecutor(num_threads=4)
-            executor.add_node(node)
-            try:
-                executor.spin()
-            finally:
-                node.release()
-                node.destroy_node()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        return 0
-    return 0
+    return spin_node(GrpcBridgeNode, threads=4, args=args)
 
 
 if __name__ == "__main__":

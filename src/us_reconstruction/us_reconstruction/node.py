@@ -23,12 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import KeyValue
 from geometry_msgs.msg import Point
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
@@ -40,6 +38,8 @@ from us_acquisition.node_common import (
     STATE_IDS,
     StatusPublisher,
     declare_parameters,
+    refuse_change,
+    spin_node,
     stamp,
 )
 from us_frame_channel.paramspec import plain
@@ -140,17 +140,9 @@ class ReconstructionNode(LifecycleNode):
         return plain(self.get_parameter(name).value)
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        for p in params:
-            reason = validate(p.name, p.value)
-            if reason:
-                return SetParametersResult(successful=False, reason=reason)
-            spec = SPECS.get(p.name)
-            if spec is not None and not spec.live and self._state_label != "unconfigured":
-                return SetParametersResult(
-                    successful=False,
-                    reason=f"{p.name} applies at configure: deactivate and clean up the node "
-                    f"first (it is {self._state_label})",
-                )
+        refused = refuse_change(SPECS, validate, params, self._state_label)
+        if refused is not None:
+            return refused
         live = self._live
         if live is not None:
             for p in params:
@@ -602,19 +594,7 @@ class ReconstructionNode(LifecycleNode):
 
 
 def main(args: list[str] | None = None) -> int:
-    try:
-        with rclpy.init(args=args):
-            node = ReconstructionNode()
-            executor = MultiThreadedExecutor(num_threads=3)
-            executor.add_node(node)
-            try:
-                executor.spin()
-            finally:
-                node.release()
-                node.destroy_node()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        return 0
-    return 0
+    return spin_node(ReconstructionNode, threads=3, args=args)
 
 
 if __name__ == "__main__":

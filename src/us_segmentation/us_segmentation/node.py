@@ -19,10 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import rclpy
 from diagnostic_msgs.msg import KeyValue
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -31,6 +29,8 @@ from us_acquisition.node_common import (
     STATE_IDS,
     StatusPublisher,
     declare_parameters,
+    refuse_change,
+    spin_node,
     stamp,
 )
 from us_frame_channel.paramspec import plain
@@ -72,17 +72,9 @@ class SegmentationNode(LifecycleNode):
         return plain(self.get_parameter(name).value)
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        for p in params:
-            reason = validate(p.name, p.value)
-            if reason:
-                return SetParametersResult(successful=False, reason=reason)
-            spec = SPECS.get(p.name)
-            if spec is not None and not spec.live and self._state_label != "unconfigured":
-                return SetParametersResult(
-                    successful=False,
-                    reason=f"{p.name} applies at configure: deactivate and clean up the node "
-                    f"first (it is {self._state_label})",
-                )
+        refused = refuse_change(SPECS, validate, params, self._state_label)
+        if refused is not None:
+            return refused
         values = {p.name: plain(p.value) for p in params}
         seg, live = self._segmenter, self._live
         if seg is not None:
@@ -291,19 +283,7 @@ class SegmentationNode(LifecycleNode):
 
 
 def main(args: list[str] | None = None) -> int:
-    try:
-        with rclpy.init(args=args):
-            node = SegmentationNode()
-            executor = MultiThreadedExecutor(num_threads=2)
-            executor.add_node(node)
-            try:
-                executor.spin()
-            finally:
-                node.release()
-                node.destroy_node()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        return 0
-    return 0
+    return spin_node(SegmentationNode, threads=2, args=args)
 
 
 if __name__ == "__main__":
