@@ -211,7 +211,7 @@ class LiveReconstructor:
         time_offset_ms: float = 0.0,
         max_pose_gap_ms: float = 100.0,
         max_pose_age_ms: float = 20.0,
-        pose_wait_ms: float = 200.0,
+        pose_wait_ms: float = 500.0,
         mask_wait_ms: float = 500.0,
         thyroid_class: int = 1,
         surface_period_s: float = 2.0,

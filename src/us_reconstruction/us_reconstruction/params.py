@@ -28,7 +28,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         0.0,
         1000.0,
     ),
-    ParamSpec("pose_wait_ms", 200.0, "how long a frame waits for its pose, ms", 0.0, 5000.0),
+    ParamSpec("pose_wait_ms", 500.0, "how long a frame waits for its pose, ms", 0.0, 5000.0),
     ParamSpec("mask_wait_ms", 500.0, "how long a frame waits for its mask, ms", 0.0, 10000.0),
     ParamSpec(
         "calibration_file",
