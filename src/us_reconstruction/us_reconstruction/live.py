@@ -402,7 +402,10 @@ class LiveReconstructor:
             ):
                 if labels is not None:
                     self._masks[key] = (labels, 0)  # put back, try again next round
-                continue
+                # later frames are newer: their poses are not there either. Stop here rather
+                # than look each of them up again every round (that kept the pose buffer's
+                # lock and the GIL busy enough to starve the /tf callbacks)
+                break
             done.append(key)
             self._place(info, grey, labels)
         for key in done:
