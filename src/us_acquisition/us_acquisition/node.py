@@ -21,7 +21,7 @@ from typing import Any
 from rcl_interfaces.msg import (
     SetParametersResult,
 )
-from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import (
     qos_profile_sensor_data,
@@ -36,6 +36,7 @@ from .geometry import FrameGeometry, GeometryError
 from .node_common import (
     STATE_IDS,
     StatusPublisher,
+    UsLifecycleNode,
     declare_parameters,
     refuse_change,
     spin_node,
@@ -55,7 +56,7 @@ _STATE_IDS = STATE_IDS
 _stamp = stamp
 
 
-class AcquisitionNode(LifecycleNode):
+class AcquisitionNode(UsLifecycleNode):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("acquisition", **kwargs)
         bad = declare_parameters(self, PARAMETERS, validate)
@@ -77,9 +78,6 @@ class AcquisitionNode(LifecycleNode):
         self._publish_status()
 
     # -- parameters ----------------------------------------------------------------------
-    def _p(self, name: str) -> Any:
-        return self.get_parameter(name).value
-
     def _params(self) -> dict[str, Any]:
         return {s.name: self._p(s.name) for s in PARAMETERS}
 
@@ -160,25 +158,13 @@ class AcquisitionNode(LifecycleNode):
         self._publish_status()
         return TransitionCallbackReturn.SUCCESS
 
-    def _failed(self, reason: str) -> TransitionCallbackReturn:
-        self._last_error = reason
-        self.get_logger().error(f"configure failed: {reason}")
-        self._publish_status()
-        return TransitionCallbackReturn.FAILURE
-
-    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+    def start_work(self) -> None:
         assert self._loop is not None
         self._loop.start()
-        self._state_label = "active"
-        self._publish_status()
-        return super().on_activate(state)
 
-    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+    def pause_work(self) -> None:
         if self._loop is not None:
             self._loop.pause()
-        self._state_label = "inactive"
-        self._publish_status()
-        return super().on_deactivate(state)
 
     def release(self) -> None:
         if self._loop is not None:
@@ -192,23 +178,6 @@ class AcquisitionNode(LifecycleNode):
         if self._tf_pub is not None:
             self.destroy_publisher(self._tf_pub)
             self._tf_pub = None
-
-    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.release()
-        self._state_label = "unconfigured"
-        self._publish_status()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.release()
-        self._state_label = "finalized"
-        self._publish_status()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.release()
-        self._state_label = "unconfigured"
-        return TransitionCallbackReturn.SUCCESS
 
     # -- per frame (capture thread) --------------------------------------------------------
     def _on_frame(self, pub: PublishedFrame) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from us_frame_channel.paramspec import ParamSpec, plain
@@ -174,3 +175,68 @@ def spin_node(factory: Callable[[], Node], threads: int, args: list[str] | None 
     except (KeyboardInterrupt, ExternalShutdownException):
         return 0
     return 0
+
+
+class UsLifecycleNode(LifecycleNode):
+    """The lifecycle plumbing every node of the workspace shares.
+
+    Keeps ``_state_label`` and publishes the status on every transition; ``_failed(reason)``
+    ends a configure with FAILURE and the reason (logged and in ``~/status``); activate /
+    deactivate call the subclass's ``start_work()`` / ``pause_work()``; cleanup, shutdown and error
+    call its ``release()``. Subclasses implement ``on_configure``, ``_publish_status`` and
+    ``release`` and override ``start_work`` / ``pause_work`` when they have work to start or pause.
+    """
+
+    _state_label = "unconfigured"
+    _last_error = ""
+
+    def _p(self, name: str) -> Any:
+        """A parameter's value (lists as lists, not ``array.array``)."""
+        return plain(self.get_parameter(name).value)
+
+    def _publish_status(self) -> None:
+        raise NotImplementedError
+
+    def release(self) -> None:
+        raise NotImplementedError
+
+    def start_work(self) -> None:
+        """Start the node's work (activate)."""
+
+    def pause_work(self) -> None:
+        """Pause the node's work (deactivate); what was configured stays."""
+
+    def _set_state(self, label: str) -> None:
+        self._state_label = label
+        self._publish_status()
+
+    def _failed(self, reason: str) -> TransitionCallbackReturn:
+        self._last_error = reason
+        self.get_logger().error(f"configure failed: {reason}")
+        self._publish_status()
+        return TransitionCallbackReturn.FAILURE
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.start_work()
+        self._set_state("active")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.pause_work()
+        self._set_state("inactive")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.release()
+        self._set_state("unconfigured")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.release()
+        self._set_state("finalized")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.release()
+        self._set_state("unconfigured")
+        return TransitionCallbackReturn.SUCCESS

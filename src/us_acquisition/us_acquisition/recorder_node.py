@@ -22,10 +22,9 @@ from typing import Any
 from diagnostic_msgs.msg import KeyValue
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from tf2_msgs.msg import TFMessage
-from us_frame_channel.paramspec import plain
 
 from us_interfaces.msg import NodeStatus
 from us_interfaces.srv import Recording
@@ -34,6 +33,7 @@ from .node_common import (
     LATCHED,
     STATE_IDS,
     StatusPublisher,
+    UsLifecycleNode,
     declare_parameters,
     refuse_change,
     spin_node,
@@ -66,7 +66,7 @@ def _pose_buffer() -> Any:
     return PoseBuffer()
 
 
-class RecorderNode(LifecycleNode):
+class RecorderNode(UsLifecycleNode):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("recorder", **kwargs)
         self._bad_start_params = declare_parameters(self, PARAMETERS, validate)
@@ -101,9 +101,6 @@ class RecorderNode(LifecycleNode):
         self._publish_status()
 
     # -- parameters ------------------------------------------------------------------------
-    def _p(self, name: str) -> Any:
-        return plain(self.get_parameter(name).value)
-
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
         refused = refuse_change(SPECS, validate, params, self._state_label)
         if refused is not None:
@@ -145,16 +142,8 @@ class RecorderNode(LifecycleNode):
         self._publish_status()
         return TransitionCallbackReturn.SUCCESS
 
-    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._state_label = "active"
-        self._publish_status()
-        return super().on_activate(state)
-
-    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+    def pause_work(self) -> None:
         self._finish("node deactivated", 0.0)  # the file is written in the background
-        self._state_label = "inactive"
-        self._publish_status()
-        return super().on_deactivate(state)
 
     def release(self) -> None:
         """Write a running recording and wait for every file write (never lose a scan)."""
@@ -162,24 +151,6 @@ class RecorderNode(LifecycleNode):
         job = self._writing
         if job is not None and job.thread is not None:
             job.thread.join()
-
-    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.release()
-        self._state_label = "unconfigured"
-        self._publish_status()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.release()
-        self._state_label = "finalized"
-        self._publish_status()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.release()
-        self._state_label = "unconfigured"
-        self._publish_status()
-        return TransitionCallbackReturn.SUCCESS
 
     # -- recording -------------------------------------------------------------------------
     def _default_path(self) -> Path:

@@ -30,10 +30,10 @@ from rcl_interfaces.msg import (
 )
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
-from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from us_acquisition.node_common import StatusPublisher, spin_node
+from us_acquisition.node_common import StatusPublisher, UsLifecycleNode, spin_node
 
 from us_interfaces.msg import NodeStatus
 
@@ -263,7 +263,7 @@ def _as_float(value: Any) -> Any:
     return None
 
 
-class GrpcBridgeNode(LifecycleNode):
+class GrpcBridgeNode(UsLifecycleNode):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("grpc_bridge", **kwargs)
         bad: list[str] = []
@@ -293,9 +293,6 @@ class GrpcBridgeNode(LifecycleNode):
         self._discover_timer = self.create_timer(1.0, self._discover_statuses)
         self._discover_statuses()
         self._publish_status()
-
-    def _p(self, name: str) -> Any:
-        return self.get_parameter(name).value
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
         for p in params:
@@ -410,13 +407,7 @@ class GrpcBridgeNode(LifecycleNode):
         self._publish_status()
         return TransitionCallbackReturn.SUCCESS
 
-    def _failed(self, reason: str) -> TransitionCallbackReturn:
-        self._last_error = reason
-        self.get_logger().error(f"configure failed: {reason}")
-        self._publish_status()
-        return TransitionCallbackReturn.FAILURE
-
-    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+    def start_work(self) -> None:
         assert self.server is not None
         self.server.activate()
         port = int(self._p("igtl_port"))
@@ -439,15 +430,9 @@ class GrpcBridgeNode(LifecycleNode):
             except OSError as exc:  # the gRPC side still works: say so, go on
                 self._last_error = f"OpenIGTLink port {port}: {exc.strerror}"
                 self.get_logger().error(self._last_error)
-        self._state_label = "active"
-        self._publish_status()
-        return super().on_activate(state)
 
-    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+    def pause_work(self) -> None:
         self._stop_streaming()
-        self._state_label = "inactive"
-        self._publish_status()
-        return super().on_deactivate(state)
 
     def _stop_streaming(self) -> None:
         if self.igtl is not None:
@@ -462,23 +447,6 @@ class GrpcBridgeNode(LifecycleNode):
             self.server.stop()
             self.server = None
         self._unsubscribe_data()
-
-    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.release()
-        self._state_label = "unconfigured"
-        self._publish_status()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.release()
-        self._state_label = "finalized"
-        self._publish_status()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.release()
-        self._state_label = "unconfigured"
-        return TransitionCallbackReturn.SUCCESS
 
     # -- status ----------------------------------------------------------------------------
     def _publish_status(self) -> None:

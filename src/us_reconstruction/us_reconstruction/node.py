@@ -27,7 +27,7 @@ from diagnostic_msgs.msg import KeyValue
 from geometry_msgs.msg import Point
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import PointCloud2, PointField
@@ -37,6 +37,7 @@ from us_acquisition.node_common import (
     LATCHED,
     STATE_IDS,
     StatusPublisher,
+    UsLifecycleNode,
     declare_parameters,
     refuse_change,
     spin_node,
@@ -98,7 +99,7 @@ def _cloud(points_m: np.ndarray, values: np.ndarray, frame_id: str, stamp_msg: A
     return msg
 
 
-class ReconstructionNode(LifecycleNode):
+class ReconstructionNode(UsLifecycleNode):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("reconstruction", **kwargs)
         self._bad_start_params = declare_parameters(self, PARAMETERS, validate)
@@ -136,9 +137,6 @@ class ReconstructionNode(LifecycleNode):
         self._publish_status()
 
     # -- parameters ------------------------------------------------------------------------
-    def _p(self, name: str) -> Any:
-        return plain(self.get_parameter(name).value)
-
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
         refused = refuse_change(SPECS, validate, params, self._state_label)
         if refused is not None:
@@ -305,25 +303,13 @@ class ReconstructionNode(LifecycleNode):
             self._pubs["static"] = self.create_publisher(TFMessage, "/tf_static", TF_STATIC_QOS)
         self._pubs["static"].publish(TFMessage(transforms=[ts]))
 
-    def _failed(self, reason: str) -> TransitionCallbackReturn:
-        self._last_error = reason
-        self.get_logger().error(f"configure failed: {reason}")
-        self._publish_status()
-        return TransitionCallbackReturn.FAILURE
-
-    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+    def start_work(self) -> None:
         assert self._live is not None
         self._live.start()
-        self._state_label = "active"
-        self._publish_status()
-        return super().on_activate(state)
 
-    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+    def pause_work(self) -> None:
         if self._live is not None:
             self._live.pause()
-        self._state_label = "inactive"
-        self._publish_status()
-        return super().on_deactivate(state)
 
     def release(self) -> None:
         live, self._live = self._live, None
@@ -335,24 +321,6 @@ class ReconstructionNode(LifecycleNode):
             else:
                 self.destroy_lifecycle_publisher(pub)
         self._pubs = {}
-
-    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.release()
-        self._state_label = "unconfigured"
-        self._publish_status()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.release()
-        self._state_label = "finalized"
-        self._publish_status()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.release()
-        self._state_label = "unconfigured"
-        self._publish_status()
-        return TransitionCallbackReturn.SUCCESS
 
     # -- outputs (worker threads) ----------------------------------------------------------
     def _on_placed(self, f: PlacedFrame) -> None:

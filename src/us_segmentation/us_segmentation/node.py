@@ -21,13 +21,14 @@ from typing import Any
 
 from diagnostic_msgs.msg import KeyValue
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 from us_acquisition.node_common import (
     STATE_IDS,
     StatusPublisher,
+    UsLifecycleNode,
     declare_parameters,
     refuse_change,
     spin_node,
@@ -47,7 +48,7 @@ from .params import PARAMETERS, SPECS, validate
 RESULT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 
-class SegmentationNode(LifecycleNode):
+class SegmentationNode(UsLifecycleNode):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("segmentation", **kwargs)
         self._bad_start_params = declare_parameters(self, PARAMETERS, validate)
@@ -68,9 +69,6 @@ class SegmentationNode(LifecycleNode):
         self._publish_status()
 
     # -- parameters ------------------------------------------------------------------------
-    def _p(self, name: str) -> Any:
-        return plain(self.get_parameter(name).value)
-
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
         refused = refuse_change(SPECS, validate, params, self._state_label)
         if refused is not None:
@@ -158,25 +156,13 @@ class SegmentationNode(LifecycleNode):
         self._publish_status()
         return TransitionCallbackReturn.SUCCESS
 
-    def _failed(self, reason: str) -> TransitionCallbackReturn:
-        self._last_error = reason
-        self.get_logger().error(f"configure failed: {reason}")
-        self._publish_status()
-        return TransitionCallbackReturn.FAILURE
-
-    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+    def start_work(self) -> None:
         assert self._live is not None
         self._live.start()
-        self._state_label = "active"
-        self._publish_status()
-        return super().on_activate(state)
 
-    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+    def pause_work(self) -> None:
         if self._live is not None:
             self._live.pause()
-        self._state_label = "inactive"
-        self._publish_status()
-        return super().on_deactivate(state)
 
     def release(self) -> None:
         live, self._live = self._live, None
@@ -188,24 +174,6 @@ class SegmentationNode(LifecycleNode):
             if pub is not None:
                 self.destroy_lifecycle_publisher(pub)
                 setattr(self, attr, None)
-
-    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.release()
-        self._state_label = "unconfigured"
-        self._publish_status()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.release()
-        self._state_label = "finalized"
-        self._publish_status()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.release()
-        self._state_label = "unconfigured"
-        self._publish_status()
-        return TransitionCallbackReturn.SUCCESS
 
     # -- per mask (worker thread) ----------------------------------------------------------
     def _on_result(self, r: MaskResult) -> None:
