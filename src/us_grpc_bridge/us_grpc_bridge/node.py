@@ -23,17 +23,21 @@ from typing import Any
 
 import grpc
 from rcl_interfaces.msg import (
-    FloatingPointRange,
-    IntegerRange,
-    ParameterDescriptor,
     SetParametersResult,
 )
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from us_acquisition.node_common import StatusPublisher, UsLifecycleNode, spin_node
+from us_acquisition.node_common import (
+    LATCHED,
+    STATE_IDS,
+    StatusPublisher,
+    UsLifecycleNode,
+    declare_parameters,
+    refuse_change,
+    spin_node,
+)
 
 from us_interfaces.msg import NodeStatus
 
@@ -43,35 +47,10 @@ from .params import PARAMETERS, SPECS, validate
 from .pose import ImageCalibration
 from .service import BackendError, BridgeConfig, BridgeServer
 
-LATCHED = QoSProfile(
-    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
-)
 TF_STATIC = QoSProfile(
     depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
 )
-_STATE_IDS = {
-    "unconfigured": NodeStatus.STATE_UNCONFIGURED,
-    "inactive": NodeStatus.STATE_INACTIVE,
-    "active": NodeStatus.STATE_ACTIVE,
-    "finalized": NodeStatus.STATE_FINALIZED,
-}
 _STATUS_TYPE = "us_interfaces/msg/NodeStatus"
-
-
-def _descriptor(spec: Any) -> ParameterDescriptor:
-    text = spec.description
-    if spec.choices:
-        text += f" (one of: {', '.join(spec.choices)})"
-    d = ParameterDescriptor(description=text + " [applies at configure]")
-    scalar = spec.default[0] if isinstance(spec.default, list) and spec.default else spec.default
-    if spec.min is not None and spec.max is not None and not isinstance(scalar, bool):
-        if isinstance(scalar, int):
-            d.integer_range = [IntegerRange(from_value=int(spec.min), to_value=int(spec.max))]
-        elif isinstance(scalar, float):
-            d.floating_point_range = [
-                FloatingPointRange(from_value=float(spec.min), to_value=float(spec.max))
-            ]
-    return d
 
 
 class RosBackend:
@@ -266,18 +245,7 @@ def _as_float(value: Any) -> Any:
 class GrpcBridgeNode(UsLifecycleNode):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("grpc_bridge", **kwargs)
-        bad: list[str] = []
-        for spec in PARAMETERS:
-            try:
-                self.declare_parameter(spec.name, spec.default, _descriptor(spec))
-            except (InvalidParameterValueException, InvalidParameterTypeException) as exc:
-                self.declare_parameter(
-                    spec.name, spec.default, _descriptor(spec), ignore_override=True
-                )
-                bad.append(f"{spec.name}: {exc}")
-        bad += [r for s in PARAMETERS if (r := validate(s.name, self._p(s.name)))]
-        for reason in bad:
-            self.get_logger().error(f"invalid parameter: {reason}")
+        bad = declare_parameters(self, PARAMETERS, validate)
         self._bad_start_params = bad
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._state_label = "unconfigured"
@@ -295,17 +263,8 @@ class GrpcBridgeNode(UsLifecycleNode):
         self._publish_status()
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        for p in params:
-            reason = validate(p.name, p.value)
-            if reason:
-                return SetParametersResult(successful=False, reason=reason)
-            if p.name in SPECS and self._state_label != "unconfigured":
-                return SetParametersResult(
-                    successful=False,
-                    reason=f"{p.name} applies at configure: clean up the node first "
-                    f"(it is {self._state_label})",
-                )
-        return SetParametersResult(successful=True)
+        refused = refuse_change(SPECS, validate, params, self._state_label)
+        return refused if refused is not None else SetParametersResult(successful=True)
 
     # -- subscriptions ------------------------------------------------------------------
     def _discover_statuses(self) -> None:
@@ -455,7 +414,7 @@ class GrpcBridgeNode(UsLifecycleNode):
         s = NodeStatus()
         s.header.stamp = self.get_clock().now().to_msg()
         s.node_name = self.get_fully_qualified_name()
-        s.state = _STATE_IDS.get(self._state_label, NodeStatus.STATE_UNKNOWN)
+        s.state = STATE_IDS.get(self._state_label, NodeStatus.STATE_UNKNOWN)
         s.state_label = self._state_label
         s.last_error = self._last_error
         srv = self.server

@@ -6,23 +6,11 @@ while configured is refused with the reason (clean up, set, configure again).
 
 from __future__ import annotations
 
-import array
-from dataclasses import dataclass
 from typing import Any
 
+from us_frame_channel.paramspec import ParamSpec, spec_table, validate_value
+
 from .pose import IMAGE_ORIGINS
-
-
-@dataclass(frozen=True)
-class ParamSpec:
-    name: str
-    default: Any  # its Python type is the parameter's type (bool, int, float, str, list)
-    description: str
-    min: float | None = None
-    max: float | None = None
-    choices: tuple[str, ...] = ()
-    live: bool = False
-
 
 PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("host", "127.0.0.1", "address the gRPC server binds (0.0.0.0 = every interface)"),
@@ -66,6 +54,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "calibration probe <- image: rotation about x, y, z, degrees",
         -360.0,
         360.0,
+        length=3,
     ),
     ParamSpec(
         "probe_image_translation_mm",
@@ -73,6 +62,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "calibration probe <- image: translation, mm",
         -1000.0,
         1000.0,
+        length=3,
     ),
     ParamSpec(
         "image_origin",
@@ -121,35 +111,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("status_rate_hz", 1.0, "rate of the latched NodeStatus, Hz", 0.1, 10.0),
 )
 
-SPECS = {p.name: p for p in PARAMETERS}
+SPECS = spec_table(PARAMETERS)
 
 
 def validate(name: str, value: Any) -> str | None:
     """None if ``value`` is acceptable for parameter ``name``, else the reason."""
-    spec = SPECS.get(name)
-    if spec is None:
-        return None
-    want = type(spec.default)
-    if want is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if want is list:
-        if isinstance(value, array.array):
-            value = value.tolist()
-        if not isinstance(value, list | tuple):
-            return f"{name} must be a list, got {value!r}"
-        items = list(value)
-        if len(items) != len(spec.default):
-            return f"{name} needs {len(spec.default)} values, got {len(items)}"
-    else:
-        if not isinstance(value, want) or (want is int and isinstance(value, bool)):
-            return f"{name} must be {want.__name__}, got {value!r}"
-        items = [value]
-    for v in items:
-        if spec.choices and v not in spec.choices:
-            return f"{name} must be one of {', '.join(spec.choices)}; got {v!r}"
-        if isinstance(v, int | float) and not isinstance(v, bool):
-            if spec.min is not None and v < spec.min:
-                return f"{name} must be >= {spec.min:g}, got {v!r}"
-            if spec.max is not None and v > spec.max:
-                return f"{name} must be <= {spec.max:g}, got {v!r}"
-    return None
+    return validate_value(SPECS, name, value)
