@@ -16,80 +16,31 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 
 from lifecycle_msgs.msg import Transition  # noqa: E402
-from lifecycle_msgs.srv import ChangeState  # noqa: E402
-from rcl_interfaces.msg import Parameter as ParameterMsg  # noqa: E402
-from rcl_interfaces.srv import SetParameters  # noqa: E402
-from rclpy.parameter import Parameter  # noqa: E402
-from rclpy.qos import (  # noqa: E402
-    DurabilityPolicy,
-    QoSProfile,
-    ReliabilityPolicy,
-    qos_profile_sensor_data,
-)
+from rclpy.qos import qos_profile_sensor_data  # noqa: E402
+from us_acquisition.node_common import LATCHED  # noqa: E402
+from us_acquisition.ros_testing import RosProbe  # noqa: E402
 
 from us_frame_channel import FrameReader  # noqa: E402
 from us_interfaces.msg import FrameRef, NodeStatus  # noqa: E402
 
-LATCHED = QoSProfile(
-    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
-)
 
-
-class Probe:
+class Probe(RosProbe):
     """A test-side ROS node that drives and watches one acquisition node process."""
 
     def __init__(self, ns: str) -> None:
-        self.ns = ns
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node(f"probe_{uuid.uuid4().hex[:6]}", context=self.context)
-        self.executor = rclpy.executors.SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.refs: list[FrameRef] = []
-        self.status: list[NodeStatus] = []
-        self.node.create_subscription(
-            FrameRef, f"{ns}/acquisition/frame_ref", self.refs.append, qos_profile_sensor_data
+        super().__init__(ns)
+        self.refs: list[FrameRef] = self.subscribe(
+            FrameRef, "acquisition/frame_ref", qos_profile_sensor_data
         )
-        self.node.create_subscription(
-            NodeStatus, f"{ns}/acquisition/status", self.status.append, LATCHED
-        )
+        self.status: list[NodeStatus] = self.subscribe(NodeStatus, "acquisition/status", LATCHED)
 
-    def spin_until(self, cond: Any, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if cond():
-                return True
-            self.executor.spin_once(timeout_sec=0.05)
-        return bool(cond())
-
-    def call(self, srv_type: Any, name: str, request: Any, timeout_s: float = 20.0) -> Any:
-        client = self.node.create_client(srv_type, name)
-        try:
-            assert self.spin_until(lambda: client.service_is_ready(), timeout_s), f"no {name}"
-            fut = client.call_async(request)
-            assert self.spin_until(fut.done, timeout_s), f"{name} did not answer"
-            return fut.result()
-        finally:
-            self.node.destroy_client(client)
-
-    def transition(self, tid: int) -> tuple[bool, float]:
-        req = ChangeState.Request()
-        req.transition.id = tid
+    def transition(self, tid: int) -> tuple[bool, float]:  # type: ignore[override]
         t0 = time.monotonic()
-        res = self.call(ChangeState, f"{self.ns}/acquisition/change_state", req)
-        return bool(res.success), time.monotonic() - t0
+        ok = super().transition("acquisition", tid)
+        return ok, time.monotonic() - t0
 
-    def set_params(self, **values: Any) -> list[Any]:
-        req = SetParameters.Request()
-        req.parameters = [
-            ParameterMsg(name=k, value=Parameter(k, value=v).get_parameter_value())
-            for k, v in values.items()
-        ]
-        return list(self.call(SetParameters, f"{self.ns}/acquisition/set_parameters", req).results)
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        rclpy.shutdown(context=self.context)
+    def set_params(self, **values: Any) -> list[Any]:  # type: ignore[override]
+        return super().set_params("acquisition", **values)
 
 
 @pytest.fixture
