@@ -52,9 +52,7 @@ import argparse
 import json
 import os
 import platform
-import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -66,6 +64,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from us_bringup.graph_process import GraphProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 NODES = ("acquisition", "segmentation", "reconstruction", "grpc_bridge")
@@ -73,62 +72,6 @@ NODES = ("acquisition", "segmentation", "reconstruction", "grpc_bridge")
 
 def _pct(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(np.asarray(values), q)), 2) if values else None
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Graph:
-    """``us-run`` in a subprocess, its output kept with the time of each line."""
-
-    def __init__(self, args: list[str], log: Path) -> None:
-        self.proc = subprocess.Popen(
-            ["us-run", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=dict(os.environ, PYTHONUNBUFFERED="1"),
-        )
-        self.lines: list[tuple[float, str]] = []
-        self._log = log.open("w")
-        self._thread = threading.Thread(target=self._pump, daemon=True)
-        self._thread.start()
-
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append((time.monotonic(), line))
-            self._log.write(line)
-        self._log.flush()
-
-    def text(self) -> str:
-        return "".join(line for _, line in list(self.lines))
-
-    def pid(self, node: str) -> int | None:
-        pat = re.compile(rf"\[us-run\] started {node} \(pid (\d+)\)")
-        pids = [int(m.group(1)) for _, line in list(self.lines) if (m := pat.search(line))]
-        return pids[-1] if pids else None
-
-    def when(self, text: str, after: float) -> float | None:
-        for t, line in list(self.lines):
-            if t >= after and text in line:
-                return t
-        return None
-
-    def stop(self, timeout_s: float = 90.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self._thread.join(timeout=5)
-        self._log.close()
-        return int(self.proc.returncode)
 
 
 class ChannelWatcher:
@@ -338,7 +281,7 @@ class Bench:
         uid = uuid.uuid4().hex[:8]
         self.ns = f"soak{uid}"
         self.frames_ch, self.masks_ch = f"bench/{uid}/frames", f"bench/{uid}/masks"
-        self.port = _free_port()
+        self.port = free_port()
         sets = [
             "acquisition.source=sim",
             f"acquisition.width={a.width}",
@@ -361,7 +304,7 @@ class Bench:
         log = Path(a.log) if a.log else Path(tempfile.mkdtemp(prefix="bench-system-")) / "graph.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         print(f"  graph output: {log}", flush=True)
-        self.graph = Graph(args, log)
+        self.graph = GraphProcess(args, log)
         self.probe = RosProbe(f"/{self.ns}")
         self.status = {n: self.probe.subscribe(NodeStatus, f"{n}/status", LATCHED) for n in NODES}
         self.info_rx: list[tuple[float, Any]] = []
@@ -479,7 +422,8 @@ class Bench:
 
     # -- faults -----------------------------------------------------------------------------
     def _kill(self, node: str) -> tuple[float, int]:
-        pid = self.graph.pid(node)
+        pids = self.graph.pids(node)
+        pid = pids[-1] if pids else None
         assert pid is not None, f"no pid of {node}"
         t = time.monotonic()
         os.kill(pid, signal.SIGKILL)
@@ -667,9 +611,9 @@ def main() -> int:
             ),
             180,
         ):
-            raise SystemExit("bench_system: the graph did not come up:\n" + b.graph.text()[-4000:])
+            raise SystemExit("bench_system: the graph did not come up:\n" + b.graph.text[-4000:])
         if b.graph.proc.poll() is not None:
-            raise SystemExit("bench_system: the graph stopped:\n" + b.graph.text()[-4000:])
+            raise SystemExit("bench_system: the graph stopped:\n" + b.graph.text[-4000:])
         startup_s = time.monotonic() - t_start
         print(f"  graph up, masks and gRPC flowing after {startup_s:.1f} s", flush=True)
         result = b.soak()
@@ -680,8 +624,8 @@ def main() -> int:
         b.viewer.stop()
         b.watch.stop()
         b.probe.close()
-        rc = b.graph.stop()
-    clean = all(f"{n} exited with code 0" in b.graph.text() for n in NODES)
+        rc = b.graph.stop(90.0)
+    clean = all(f"{n} exited with code 0" in b.graph.text for n in NODES)
     out: dict[str, Any] = {
         "command": "python bench/bench_system.py"
         + (" --quick" if a.quick else f" --soak-min {a.soak_min:g}"),

@@ -9,72 +9,18 @@ condition; the graph must then stop cleanly on SIGINT (exit code 0).
 
 from __future__ import annotations
 
-import os
-import re
-import signal
-import socket
-import subprocess
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from us_bringup.graph_process import GraphProcess, free_port
+
 NODES = ("acquisition", "segmentation", "reconstruction", "grpc_bridge")
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Graph:
-    """``us-run`` in a subprocess; its output is collected with the time of each line."""
-
-    def __init__(self, args: list[str]) -> None:
-        self.t0 = time.monotonic()
-        self.proc = subprocess.Popen(
-            ["us-run", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=dict(os.environ, PYTHONUNBUFFERED="1"),
-        )
-        self.lines: list[tuple[float, str]] = []
-        self._thread = threading.Thread(target=self._pump, daemon=True)
-        self._thread.start()
-
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append((time.monotonic(), line))
-
-    @property
-    def text(self) -> str:
-        return "".join(line for _, line in list(self.lines))
-
-    def pids(self, node: str) -> list[int]:
-        pat = re.compile(rf"\[us-run\] started {node} \(pid (\d+)\)")
-        return [int(m.group(1)) for _, line in list(self.lines) if (m := pat.search(line))]
-
-    def when(self, text: str, after: float = 0.0) -> float | None:
-        """Monotonic time of the first output line containing ``text`` after ``after``."""
-        for t, line in list(self.lines):
-            if t >= after and text in line:
-                return t
-        return None
-
-    def stop(self, timeout_s: float = 60.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self._thread.join(timeout=5)
-        return int(self.proc.returncode)
+Graph = GraphProcess  # the name the fault tests import
 
 
 @dataclass
