@@ -391,23 +391,28 @@ class LiveReconstructor:
                     # running: the intensity still goes in; label votes come from masked
                     # frames only, so the thyroid fraction is not diluted
                     labels = None
-            stamp = int(info.host_timestamp_ns)
-            if waited < self.pose_wait_ns and not self.poses.can_lookup(
-                self.world_frame,
-                self.probe_frame,
-                stamp,
-                max_gap_ns=self.max_gap_ns,
-                max_age_ns=self.max_age_ns,
-                time_offset_ns=self.time_offset_ns,
-            ):
-                if labels is not None:
-                    self._masks[key] = (labels, 0)  # put back, try again next round
-                # later frames are newer: their poses are not there either. Stop here rather
-                # than look each of them up again every round (that kept the pose buffer's
-                # lock and the GIL busy enough to starve the /tf callbacks)
-                break
+            try:
+                T_world_probe = self.poses.lookup(
+                    self.world_frame,
+                    self.probe_frame,
+                    int(info.host_timestamp_ns),
+                    max_gap_ns=self.max_gap_ns,
+                    max_age_ns=self.max_age_ns,
+                    time_offset_ns=self.time_offset_ns,
+                )
+            except PoseLookupError as exc:
+                if waited < self.pose_wait_ns:
+                    if labels is not None:
+                        self._masks[key] = (labels, 0)  # put back, try again next round
+                    # later frames are newer: their poses are not there either. Stop here
+                    # rather than look each of them up again every round (that kept the pose
+                    # buffer's lock and the GIL busy enough to starve the /tf callbacks)
+                    break
+                done.append(key)
+                self.stats.skip(exc.reason)
+                continue
             done.append(key)
-            self._place(info, grey, labels)
+            self._place(info, grey, labels, T_world_probe)
         for key in done:
             self._frames.pop(key, None)
         while len(self._frames) > 256:  # never grows without bound
@@ -415,20 +420,12 @@ class LiveReconstructor:
             self.stats.skip(BACKLOG)
 
     def _place(
-        self, info: FrameInfo, grey: NDArray[np.uint8], labels: NDArray[np.uint8] | None
+        self,
+        info: FrameInfo,
+        grey: NDArray[np.uint8],
+        labels: NDArray[np.uint8] | None,
+        T_world_probe: NDArray[np.float64],
     ) -> None:
-        try:
-            T_world_probe = self.poses.lookup(
-                self.world_frame,
-                self.probe_frame,
-                int(info.host_timestamp_ns),
-                max_gap_ns=self.max_gap_ns,
-                max_age_ns=self.max_age_ns,
-                time_offset_ns=self.time_offset_ns,
-            )
-        except PoseLookupError as exc:
-            self.stats.skip(exc.reason)
-            return
         try:
             x, y, w, h = info.roi
             if w == 0 or h == 0:
