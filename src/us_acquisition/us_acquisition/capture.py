@@ -36,6 +36,7 @@ class PublishedFrame:
     seq: int
     epoch: int
     frame: SourceFrame  # the source's frame (image may be reused after the callback)
+    image: np.ndarray  # the pixels as written to the channel (a view: copy to keep it)
     width: int  # px of the published (cropped) frame
     height: int
     pixel_format: PixelFormat
@@ -252,6 +253,7 @@ class CaptureLoop:
                 seq=seq,
                 epoch=writer.epoch,
                 frame=frame,
+                image=img,
                 width=int(img.shape[1]),
                 height=int(img.shape[0]),
                 pixel_format=frame.pixel_format,

@@ -6,6 +6,8 @@ cleanup / shutdown: release source and channel
 
 Topics (relative to the node's namespace):
   ~/frame_ref us_interfaces/FrameRef   sensor QoS, one per frame in the channel
+  ~/frames    us_interfaces/Frame      RELIABLE, depth 2: whole frames, only while somebody
+                                       subscribes (another host, ros2 bag); frames_topic
   ~/preview   sensor_msgs/Image        sensor QoS, downscaled, <= preview_rate_hz
   ~/status    us_interfaces/NodeStatus RELIABLE + TRANSIENT_LOCAL, depth 1
   /tf        tf2_msgs/TFMessage       tracker transforms carried by the source
@@ -23,15 +25,14 @@ from rcl_interfaces.msg import (
 )
 from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from rclpy.qos import (
-    qos_profile_sensor_data,
-)
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from us_frame_channel import LAYOUT_VERSION, ChannelConfig, ChannelError, PixelFormat
-from us_interfaces.msg import ChannelStatus, FrameRef, NodeStatus
+from us_interfaces.msg import ChannelStatus, Frame, FrameRef, NodeStatus
 
 from .capture import CaptureLoop, PublishedFrame
+from .frame_topic import TopicFramePublisher, fill_frame_ref
 from .geometry import FrameGeometry, GeometryError
 from .node_common import (
     STATE_IDS,
@@ -54,6 +55,9 @@ except ImportError:  # pragma: no cover - the workspace always builds tf2_msgs
 
 _STATE_IDS = STATE_IDS
 _stamp = stamp
+# whole frames: RELIABLE (serves RELIABLE and BEST_EFFORT readers), KEEP_LAST 2 so that a
+# slow reader loses old frames instead of holding up the writer
+FRAMES_QOS = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
 
 
 class AcquisitionNode(UsLifecycleNode):
@@ -68,6 +72,8 @@ class AcquisitionNode(UsLifecycleNode):
         self._frame_ref_pub: Any = None
         self._preview_pub: Any = None
         self._tf_pub: Any = None
+        self._frames_pub: Any = None
+        self._frames_topic: TopicFramePublisher | None = None
         self._last_preview = 0.0
         self._frames_out = 0
         self._lock = threading.Lock()
@@ -149,6 +155,9 @@ class AcquisitionNode(UsLifecycleNode):
         )
         if TFMessage is not None:
             self._tf_pub = self.create_publisher(TFMessage, "/tf", 100)
+        if p["frames_topic"]:
+            fp = self._frames_pub = self.create_publisher(Frame, "~/frames", FRAMES_QOS)
+            self._frames_topic = TopicFramePublisher(fp.publish, fp.get_subscription_count)
         self._last_error = ""
         self._state_label = "inactive"
         self.get_logger().info(
@@ -170,6 +179,12 @@ class AcquisitionNode(UsLifecycleNode):
         if self._loop is not None:
             self._loop.close()
             self._loop = None
+        if self._frames_topic is not None:
+            self._frames_topic.close()
+            self._frames_topic = None
+        if self._frames_pub is not None:
+            self.destroy_publisher(self._frames_pub)
+            self._frames_pub = None
         for attr in ("_frame_ref_pub", "_preview_pub"):
             pub = getattr(self, attr)
             if pub is not None:
@@ -183,22 +198,27 @@ class AcquisitionNode(UsLifecycleNode):
     def _on_frame(self, pub: PublishedFrame) -> None:
         p_frame_ref, p_preview, p_tf = self._frame_ref_pub, self._preview_pub, self._tf_pub
         stamp = _stamp(pub.frame.host_timestamp_ns)
-        if p_frame_ref is not None:
-            m = FrameRef()
-            m.header.stamp = stamp
-            m.header.frame_id = self._p("image_frame_id")
-            m.channel = self._p("channel_name")
-            m.layout_version = LAYOUT_VERSION
-            m.seq, m.producer_epoch, m.source_seq = pub.seq, pub.epoch, pub.seq
-            m.device_timestamp_ns = pub.frame.device_timestamp_ns
-            m.host_timestamp_ns = pub.frame.host_timestamp_ns
-            m.payload_bytes = pub.payload_bytes
-            m.width, m.height = pub.width, pub.height
-            m.stride_bytes = pub.payload_bytes // pub.height
-            m.pixel_format = pub.pixel_format.label
-            m.spacing_x_mm, m.spacing_y_mm = pub.spacing_mm
-            m.roi.x_offset, m.roi.y_offset, m.roi.width, m.roi.height = pub.roi
-            p_frame_ref.publish(m)
+        topic = self._frames_topic
+        if p_frame_ref is not None or topic is not None:
+            m = fill_frame_ref(
+                FrameRef(),
+                channel=self._p("channel_name"),
+                frame_id=self._p("image_frame_id"),
+                seq=pub.seq,
+                epoch=pub.epoch,
+                device_timestamp_ns=pub.frame.device_timestamp_ns,
+                host_timestamp_ns=pub.frame.host_timestamp_ns,
+                width=pub.width,
+                height=pub.height,
+                pixel_format=pub.pixel_format,
+                spacing_mm=pub.spacing_mm,
+                roi=pub.roi,
+                payload_bytes=pub.payload_bytes,
+            )
+            if p_frame_ref is not None:
+                p_frame_ref.publish(m)
+            if topic is not None:
+                topic.offer(m, pub.image)
         if p_tf is not None and pub.frame.transforms:
             self._publish_tf(p_tf, pub)
         rate = self._p("preview_rate_hz")
@@ -292,6 +312,17 @@ class AcquisitionNode(UsLifecycleNode):
             )
             if loop.info is not None:
                 s.values.append(KeyValue(key="source", value=loop.info.description))
+            topic = self._frames_topic
+            if topic is not None:
+                s.values.append(
+                    KeyValue(key="frames_topic_subscribers", value=str(topic.subscribers()))
+                )
+                s.values.append(KeyValue(key="frames_topic_published", value=str(topic.published)))
+                s.values.append(
+                    KeyValue(key="frames_topic_superseded", value=str(topic.superseded))
+                )
+                if topic.last_error:
+                    s.values.append(KeyValue(key="frames_topic_error", value=topic.last_error))
         else:
             s.last_error = self._last_error
         self._status_pub.publish(s)

@@ -96,6 +96,12 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("channel_buffer_frames", 4, "frames queued per consumer", 1, 64),
     ParamSpec("channel_max_borrowed", 2, "frames one consumer may hold at once", 1, 16),
     ParamSpec(
+        "frames_topic",
+        True,
+        "publish whole frames on ~/frames (us_interfaces/Frame) while somebody subscribes: "
+        "consumers on other hosts, ros2 bag",
+    ),
+    ParamSpec(
         "image_frame_id",
         "us_image",
         "TF frame of the image pixels (header.frame_id of FrameRef/preview)",

@@ -22,16 +22,24 @@ def free_port() -> int:
 
 class GraphProcess:
     """``us-run <args>`` in a subprocess; its output is kept with the (monotonic) time of
-    each line, and copied to ``log`` when given."""
+    each line, and copied to ``log`` when given. ``prefix`` runs it under another command
+    (e.g. ``ip netns exec <ns>``); ``env`` replaces the environment."""
 
-    def __init__(self, args: list[str], log: Path | None = None) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        log: Path | None = None,
+        *,
+        prefix: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.t0 = time.monotonic()
         self.proc = subprocess.Popen(
-            ["us-run", *args],
+            [*(prefix or []), "us-run", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+            env=dict(env if env is not None else os.environ, PYTHONUNBUFFERED="1"),
         )
         self.lines: list[tuple[float, str]] = []
         self._log = log.open("w") if log is not None else None

@@ -39,6 +39,15 @@ def _config_dir() -> Path:
         return Path.cwd() / "config"
 
 
+def dds_profile_path(name: str) -> Path | None:
+    """A Fast DDS profile file: ``name`` itself, or ``config/fastdds/<name>.xml``."""
+    direct = Path(name)
+    if direct.is_file():
+        return direct.resolve()
+    shipped = _config_dir() / "fastdds" / f"{name}.xml"
+    return shipped if shipped.is_file() else None
+
+
 def _executable(entry: NodeEntry) -> str:
     from ament_index_python.packages import PackageNotFoundError, get_package_prefix
 
@@ -319,6 +328,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NODE.PARAM=VALUE",
         help="override a parameter, e.g. acquisition.source=synthetic (repeatable)",
     )
+    p.add_argument(
+        "--dds-profile",
+        default="",
+        metavar="NAME|PATH",
+        help="Fast DDS XML profile for this runner and its nodes: a file, or the name of one "
+        "in config/fastdds/ (large_frames: whole frames between hosts, docs/cross-host.md)",
+    )
     p.add_argument("--duration", type=float, default=0.0, help="stop after this many s (0 = never)")
     p.add_argument("--respawn", action="store_true", help="restart nodes that die")
     p.add_argument("--max-restarts", type=int, default=5)
@@ -329,6 +345,12 @@ def main(argv: list[str] | None = None) -> int:
         "--transition-timeout", type=float, default=30.0, help="s per lifecycle transition"
     )
     args = p.parse_args(argv)
+    if args.dds_profile:
+        profile = dds_profile_path(args.dds_profile)
+        if profile is None:
+            p.error(f"--dds-profile {args.dds_profile}: no such file or config/fastdds/ profile")
+        # before rclpy starts here; the nodes inherit it
+        os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
     runner = Runner(args)
 
     def _term(signum: int, frame: Any) -> None:

@@ -13,7 +13,7 @@ from us_reconstruction.compounding import Compounder
 from us_reconstruction.live import ImagePlacement, LiveReconstructor, top_center_T_probe_image
 from us_reconstruction.poses import POSE_GAP, POSE_STALE, PoseBuffer
 
-from us_frame_channel import ChannelConfig, FrameWriter
+from us_frame_channel import ChannelConfig, FrameWriter, PixelFormat
 
 W, H = 64, 48
 SP = (0.5, 0.5)  # mm / px
@@ -159,3 +159,56 @@ def test_top_center_convention_matches_the_simulator() -> None:
     sim = BModeSimulator(NeckPhantom.from_seed(3), BModeParams(width_px=160, height_px=120))
     T = top_center_T_probe_image(160, sim.pixel_spacing_mm)
     np.testing.assert_allclose(T, sim.T_probe_image(), atol=1e-12)
+
+
+def test_masks_handed_in_by_a_feed_pair_like_channel_masks() -> None:
+    """mask_feed (masks from a segmentation on another host, via a topic): same pairing by
+    (source epoch, source seq) as the mask channel; masks for another producer run are
+    not used."""
+    from us_frame_channel.layout import FrameInfo
+
+    uid = uuid.uuid4().hex[:8]
+    fw = FrameWriter(ChannelConfig.for_frames(f"test/rf-{uid}", W, H, "mono8", buffer_frames=64))
+    poses = PoseBuffer()
+    live = LiveReconstructor(
+        Compounder(spacing_mm=0.5, auto_grow=True, grow_margin_mm=2.0),
+        poses,
+        ImagePlacement(),
+        frames_channel=f"test/rf-{uid}",
+        mask_feed=True,
+        max_pose_gap_ms=50.0,
+        pose_wait_ms=0.0,
+        mask_wait_ms=300.0,
+        surface_period_s=3600.0,
+    )
+    for k in range(41):
+        poses.add("tracker", "probe", _pose(0.5 * k), T0 + k * 10 * MS)
+    img = np.full((H, W), 100, np.uint8)
+    lab = np.zeros((H, W), np.uint8)
+    lab[10:30, 20:40] = 1
+
+    def mask_info(seq: int, epoch: int, stamp: int) -> FrameInfo:
+        return FrameInfo(
+            seq=seq, producer_epoch=1, source_seq=seq, source_epoch=epoch,
+            device_timestamp_ns=0, host_timestamp_ns=stamp, publish_monotonic_ns=0,
+            width=W, height=H, stride_bytes=W, payload_bytes=W * H,
+            pixel_format=PixelFormat.LABEL8, spacing_x_mm=SP[0], spacing_y_mm=SP[1],
+            roi=(0, 0, W, H), meta_revision=0, flags=0,
+        )  # fmt: skip
+
+    try:
+        assert live.uses_masks and live.mask_channel == ""
+        live.start()
+        assert _wait(lambda: fw.consumer_count() == 1, 10)
+        for k in range(0, 20, 2):
+            stamp = T0 + k * 10 * MS + 5 * MS
+            seq = fw.publish(img, "mono8", host_timestamp_ns=stamp, spacing_mm=SP)
+            # even frames: their mask; odd: a mask naming another producer run (ignored)
+            epoch = fw.epoch if (k // 2) % 2 == 0 else fw.epoch + 1
+            live.put_mask(mask_info(seq, epoch, stamp), lab)
+        assert _wait(lambda: live.stats.frames_used == 10, 10), live.stats
+        assert live.stats.unlabelled == 5  # waited mask_wait_ms, then went in without labels
+        assert live.compounder.label_fraction(1).max() > 0.5
+    finally:
+        live.close()
+        fw.close()

@@ -188,6 +188,8 @@ class LiveReconstructor:
         poses: pose buffer the caller fills from ``/tf`` / ``/tf_static``.
         placement: image -> probe mapping.
         frames_channel / mask_channel: channel names; ``mask_channel=""`` = intensity only.
+        mask_feed: masks are handed in by :meth:`put_mask` (e.g. from a ROS topic of a
+            segmentation on another host) instead of read from ``mask_channel``.
         world_frame / probe_frame: TF frame ids of the lookup ``T_world_probe``.
         time_offset_ms: added to the frame stamp before the pose lookup (video lags the
             tracker by L ms -> ``-L``; see :mod:`us_reconstruction.poses`).
@@ -206,6 +208,7 @@ class LiveReconstructor:
         *,
         frames_channel: str = "us/frames",
         mask_channel: str = "us/masks",
+        mask_feed: bool = False,
         world_frame: str = "tracker",
         probe_frame: str = "probe",
         time_offset_ms: float = 0.0,
@@ -225,7 +228,11 @@ class LiveReconstructor:
         self.poses = poses
         self.placement = placement
         self.frames_channel = frames_channel
-        self.mask_channel = mask_channel
+        self.mask_channel = "" if mask_feed else mask_channel
+        self.uses_masks = mask_feed or bool(mask_channel)
+        self._mask_feed: deque[tuple[FrameInfo, NDArray[np.uint8]]] | None = (
+            deque(maxlen=64) if mask_feed else None
+        )
         self.world_frame, self.probe_frame = world_frame, probe_frame
         self.time_offset_ns = int(time_offset_ms * 1e6)
         self.max_gap_ns = int(max_pose_gap_ms * 1e6)
@@ -356,12 +363,7 @@ class LiveReconstructor:
                                 mi = m.info
                                 x, y, w, h = mi.roi
                                 lab = np.array(m.array[y : y + h, x : x + w], copy=True)
-                            self._masks[(mi.source_epoch, mi.source_seq)] = (lab, mi.width)
-                            self._newest_mask[mi.source_epoch] = max(
-                                mi.source_seq, self._newest_mask.get(mi.source_epoch, -1)
-                            )
-                            while len(self._masks) > 64:
-                                self._masks.popitem(last=False)
+                            self._add_mask(mi, lab)
                     except ChannelError as exc:
                         self.stats.last_error = f"masks: {exc}"
                         self._drop_reader("masks")
@@ -372,7 +374,27 @@ class LiveReconstructor:
                 self._drop_reader("frames")
                 self._drop_reader("masks")
                 last_rx = now
+            feed = self._mask_feed
+            while feed:
+                mi, lab = feed.popleft()
+                self._add_mask(mi, lab)
             self._process_pending()
+
+    def put_mask(self, info: FrameInfo, array: NDArray[np.uint8]) -> None:
+        """Hand in one label8 mask (the whole frame; ``info`` = its header: ``source_seq``,
+        ``source_epoch``, ``roi``) when built with ``mask_feed=True``; any thread."""
+        if self._mask_feed is None:
+            raise RuntimeError("put_mask needs LiveReconstructor(mask_feed=True)")
+        x, y, w, h = info.roi
+        self._mask_feed.append((info, np.array(array[y : y + h, x : x + w], copy=True)))
+
+    def _add_mask(self, mi: FrameInfo, lab: NDArray[np.uint8]) -> None:
+        self._masks[(mi.source_epoch, mi.source_seq)] = (lab, mi.width)
+        self._newest_mask[mi.source_epoch] = max(
+            mi.source_seq, self._newest_mask.get(mi.source_epoch, -1)
+        )
+        while len(self._masks) > 64:
+            self._masks.popitem(last=False)
 
     def _process_pending(self) -> None:
         now_ns = time.monotonic_ns()
@@ -380,7 +402,7 @@ class LiveReconstructor:
         for key, (info, grey, rx_ns) in self._frames.items():
             waited = now_ns - rx_ns
             labels: NDArray[np.uint8] | None = None
-            if self.mask_channel:
+            if self.uses_masks:
                 m = self._masks.pop(key, None)
                 if m is not None:
                     labels = m[0]
@@ -457,7 +479,7 @@ class LiveReconstructor:
             self.stats.last_error = st.reason
             return
         self.stats.frames_used += 1
-        if labels is None and self.mask_channel:
+        if labels is None and self.uses_masks:
             self.stats.unlabelled += 1
         self.stats.state = "running"
         self.stats.latency_ms.append((time.time_ns() - int(info.host_timestamp_ns)) / 1e6)

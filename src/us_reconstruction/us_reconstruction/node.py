@@ -11,6 +11,8 @@ Topics (relative to the node's namespace; RViz units: metres, in ``world_frame``
   ~/thyroid_mesh  visualization_msgs/Marker         latched: TRIANGLE_LIST
   ~/image_plane   sensor_msgs/PointCloud2           sensor QoS: the current frame in 3D
   ~/status        us_interfaces/NodeStatus          latched
+  mask_topic      us_interfaces/Frame (subscribed)  with mask_transport topic: label8 masks of
+                  a segmentation node on another host (helper node ~_rx, own thread)
 Services: ~/reset (Trigger), ~/save (SaveVolume), ~/get_volume (GetVolume),
   ~/get_mesh (GetMesh), ~/set_roi (SetRoi).
 """
@@ -29,14 +31,16 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import PointCloud2, PointField
 from std_msgs.msg import ColorRGBA
 from tf2_msgs.msg import TFMessage
+from us_acquisition.frame_topic import FrameTopicError, frame_from_msg
 from us_acquisition.node_common import (
     LATCHED,
     STATE_IDS,
     StatusPublisher,
+    TopicReceiver,
     UsLifecycleNode,
     declare_parameters,
     refuse_change,
@@ -46,7 +50,7 @@ from us_acquisition.node_common import (
 from us_frame_channel.paramspec import plain
 from visualization_msgs.msg import Marker
 
-from us_interfaces.msg import Mesh, NodeStatus, ReconstructionInfo, Volume
+from us_interfaces.msg import Frame, Mesh, NodeStatus, ReconstructionInfo, Volume
 from us_interfaces.srv import GetMesh, GetVolume, SaveVolume, SetRoi, Trigger
 
 from .calibration import ImageCalibration
@@ -109,6 +113,7 @@ class ReconstructionNode(UsLifecycleNode):
         self._live: LiveReconstructor | None = None
         self._poses = PoseBuffer()
         self._pubs: dict[str, Any] = {}
+        self._mask_rx: TopicReceiver | None = None
         self._last_plane = 0.0
         self._last_cloud = 0.0
         self._srv_group = ReentrantCallbackGroup()
@@ -245,6 +250,7 @@ class ReconstructionNode(UsLifecycleNode):
                 placement,
                 frames_channel=self._p("frames_channel"),
                 mask_channel=self._p("mask_channel"),
+                mask_feed=self._p("mask_transport") == "topic",
                 world_frame=self._p("world_frame"),
                 probe_frame=self._p("probe_frame"),
                 time_offset_ms=self._p("time_offset_ms"),
@@ -263,6 +269,14 @@ class ReconstructionNode(UsLifecycleNode):
         except Exception as exc:  # noqa: BLE001 - any failure is a failed configure
             return self._failed(f"{type(exc).__name__}: {exc}")
         self._live = live
+        if live.uses_masks and self._p("mask_transport") == "topic":
+            self._mask_rx = TopicReceiver(
+                self,
+                Frame,
+                self._p("mask_topic"),
+                self._on_mask_msg,
+                QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE),
+            )
         self._pubs = {
             "cloud": self.create_lifecycle_publisher(PointCloud2, "~/volume_cloud", LATCHED),
             "mesh": self.create_lifecycle_publisher(Marker, "~/thyroid_mesh", LATCHED),
@@ -274,7 +288,8 @@ class ReconstructionNode(UsLifecycleNode):
         self._last_error = ""
         self._state_label = "inactive"
         self.get_logger().info(
-            f"configured: '{self._p('frames_channel')}' + '{self._p('mask_channel')}' -> "
+            f"configured: '{self._p('frames_channel')}' + "
+            f"'{self._mask_rx.topic if self._mask_rx else self._p('mask_channel')}' -> "
             f"{self._p('spacing_mm')} mm grid in '{self._p('world_frame')}', "
             f"{self._p('interpolation')}/{self._p('compounding')} (kernels ready in {warm_s:.1f} s)"
         )
@@ -312,6 +327,9 @@ class ReconstructionNode(UsLifecycleNode):
             self._live.pause()
 
     def release(self) -> None:
+        if self._mask_rx is not None:
+            self._mask_rx.close()
+            self._mask_rx = None
         live, self._live = self._live, None
         if live is not None:
             live.close()
@@ -321,6 +339,18 @@ class ReconstructionNode(UsLifecycleNode):
             else:
                 self.destroy_lifecycle_publisher(pub)
         self._pubs = {}
+
+    # -- mask_transport topic (receiver thread) ---------------------------------------------
+    def _on_mask_msg(self, msg: Frame) -> None:
+        live = self._live
+        if live is None:
+            return
+        try:
+            array, info = frame_from_msg(msg)
+        except FrameTopicError as exc:
+            live.stats.last_error = f"mask topic: {exc}"
+            return
+        live.put_mask(info, array)
 
     # -- outputs (worker threads) ----------------------------------------------------------
     def _on_placed(self, f: PlacedFrame) -> None:

@@ -10,6 +10,19 @@ from us_frame_channel.paramspec import ParamSpec, spec_table, validate_value
 PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("frames_channel", "us/frames", "frame channel to compound (every frame)"),
     ParamSpec("mask_channel", "us/masks", "mask channel paired by source seq; empty = no labels"),
+    ParamSpec(
+        "mask_transport",
+        "shm",
+        "where masks come from: shm = mask_channel (same host); topic = us_interfaces/Frame "
+        "label8 masks on mask_topic (a segmentation node on another host)",
+        choices=("shm", "topic"),
+    ),
+    ParamSpec(
+        "mask_topic",
+        "segmentation/mask",
+        "mask_transport topic: the segmentation node's ~/mask (relative names resolve in the "
+        "node's namespace)",
+    ),
     ParamSpec("world_frame", "tracker", "TF frame of the volume (tracker, world, base_link, ...)"),
     ParamSpec("probe_frame", "probe", "TF frame of the probe"),
     ParamSpec(

@@ -18,6 +18,7 @@ from us_segmentation.live import (
     LiveSegmenter,
     MaskResult,
     TemporalSmoother,
+    TopicInput,
     summarise,
 )
 
@@ -165,6 +166,75 @@ def test_slow_model_skips_frames_instead_of_queueing(tiny_model_dir: Path) -> No
     seen = [s for s in published if first <= s <= seqs[-1]]
     assert st.frames_in + st.skipped >= len(seen) - 1
     assert slow.calls == st.frames_in
+
+
+def _topic_info(seq: int, epoch: int = 77) -> FrameInfo:
+    return FrameInfo(
+        seq=seq,
+        producer_epoch=epoch,
+        source_seq=seq,
+        source_epoch=epoch,
+        device_timestamp_ns=0,
+        host_timestamp_ns=1_700_000_000_000_000_000 + seq * 33_000_000,
+        publish_monotonic_ns=time.monotonic_ns(),
+        width=W,
+        height=H,
+        stride_bytes=W,
+        payload_bytes=W * H,
+        pixel_format=PixelFormat.MONO8,
+        spacing_x_mm=0.2,
+        spacing_y_mm=0.3,
+        roi=(0, 0, W, H),
+        meta_revision=0,
+        flags=0,
+    )
+
+
+def test_topic_input_masks_link_to_the_frames_handed_in(tiny_model_dir: Path) -> None:
+    """Frames from a callback (a ROS topic from another host) instead of shared memory:
+    same masks, same linkage; frames handed in while the model is busy are skipped."""
+    _, fmask = _channels()
+    seg = Segmenter(tiny_model_dir, device="cpu", threads=1)
+    results: list[MaskResult] = []
+    inp = TopicInput("/us/acquisition/frames")
+    live = LiveSegmenter(
+        seg, inp, ChannelConfig.for_frames(fmask, W, H, "label8"), on_result=results.append
+    )
+    try:
+        live.start()
+        assert _wait(lambda: live.stats.state == "waiting", 5)
+        assert "/us/acquisition/frames" in live.stats.last_error
+        for i in range(4):
+            inp.put(_frame(i), _topic_info(i))
+            assert _wait(lambda n=i + 1: len(results) >= n, 10), live.stats.last_error
+        assert [r.source_seq for r in results] == [0, 1, 2, 3]
+        assert all(r.source_epoch == 77 for r in results)
+        for r, i in zip(results, range(4), strict=True):
+            np.testing.assert_array_equal(r.labels, seg.segment(_frame(i)).labels)
+        assert live.stats.skipped == 0 and live.stats.last_error == ""
+        # a burst while the model is busy with frame 10: 11..13 are superseded by 14
+        gate, entered = threading.Event(), threading.Event()
+        inner = live.segmenter
+
+        class Gated:
+            classes = inner.classes
+
+            def segment(self, *a: object, **kw: object) -> SegmentationResult:
+                entered.set()
+                gate.wait(10)
+                return inner.segment(*a, **kw)  # type: ignore[arg-type]
+
+        live.segmenter = Gated()
+        inp.put(_frame(10), _topic_info(10))
+        assert entered.wait(10)
+        for i in range(11, 15):
+            inp.put(_frame(i), _topic_info(i))
+        gate.set()
+        assert _wait(lambda: results[-1].source_seq == 14, 10)
+        assert [r.source_seq for r in results[4:]] == [10, 14]
+        assert live.stats.skipped == 3
+    finally:
+        live.close()
 
 
 def test_temporal_smoother_blends_and_resets() -> None:

@@ -20,7 +20,7 @@ from us_acquisition.node_common import LATCHED  # noqa: E402
 from us_acquisition.ros_testing import RosProbe, start_node, stop_node  # noqa: E402
 
 from us_frame_channel import FrameReader, PixelFormat  # noqa: E402
-from us_interfaces.msg import NodeStatus, SegmentationResult  # noqa: E402
+from us_interfaces.msg import Frame, FrameRef, NodeStatus, SegmentationResult  # noqa: E402
 
 CONFIGURE, ACTIVATE = Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE
 
@@ -76,9 +76,7 @@ def test_bad_model_fails_configure_then_live_masks(graph: dict[str, Any]) -> Non
 
     def diag_level(level: int) -> bool:
         return any(
-            d.name == f"us: {ns}/segmentation" and d.level == level
-            for a in diags
-            for d in a.status
+            d.name == f"us: {ns}/segmentation" and d.level == level for a in diags for d in a.status
         )
 
     assert probe.spin_until(lambda: diag_level(DiagnosticStatus.ERROR), 10)  # failed configure
@@ -129,3 +127,119 @@ def test_bad_model_fails_configure_then_live_masks(graph: dict[str, Any]) -> Non
     assert all(r.successful for r in rs), [r.reason for r in rs]
     (r3,) = probe.set_params("segmentation", temporal_weight=0.0)
     assert not r3.successful and "range" in r3.reason
+
+
+def _values(s: NodeStatus) -> dict[str, str]:
+    return {kv.key: kv.value for kv in s.values}
+
+
+def test_frames_from_a_topic_instead_of_shared_memory(tmp_path: Path) -> None:
+    """input_transport topic (what a segmentation node on another host uses): masks link to
+    the acquisition's frames; the acquisition publishes whole frames only while subscribed;
+    a malformed frame message is an error, not a crash. (Across real network namespaces:
+    us_bringup/test/test_cross_host.py.)"""
+    uid = uuid.uuid4().hex[:8]
+    ns, frames, masks = f"/t{uid}", f"test/f-{uid}", f"test/m-{uid}"
+    acq = start_node(
+        "acquisition_node",
+        ns,
+        {
+            "source": "sim",
+            "width": 320,
+            "height": 240,
+            "fps": 15.0,
+            "channel_name": frames,
+            "status_rate_hz": 5.0,
+        },
+    )
+    seg = start_node(
+        "segmentation_node",
+        ns,
+        {
+            "input_transport": "topic",
+            "input_topic": "acquisition/frames",
+            "mask_channel": masks,
+            "backend": "torchscript",
+            "threads": 1,
+            "status_rate_hz": 5.0,
+        },
+    )
+    probe = RosProbe(ns)
+    try:
+        acq_status = probe.subscribe(NodeStatus, "acquisition/status", LATCHED)
+        seg_status = probe.subscribe(NodeStatus, "segmentation/status", LATCHED)
+        refs = probe.subscribe(FrameRef, "acquisition/frame_ref", qos_profile_sensor_data)
+        results = probe.subscribe(SegmentationResult, "segmentation/result", 50)
+        assert probe.transition("acquisition", CONFIGURE)
+        assert probe.transition("acquisition", ACTIVATE)
+
+        def published() -> tuple[int, int]:
+            """(frames produced, frames sent on ~/frames) from the newest active status."""
+            for s in reversed(acq_status):
+                v = _values(s)
+                if s.state == NodeStatus.STATE_ACTIVE and "frames_topic_published" in v:
+                    return s.frames_out, int(v["frames_topic_published"])
+            return 0, 0
+
+        # nobody subscribes to ~/frames yet: frames are produced, none is sent
+        assert probe.spin_until(lambda: published()[0] >= 10, 20)
+        assert published()[1] == 0
+
+        assert probe.transition("segmentation", CONFIGURE)
+        assert probe.transition("segmentation", ACTIVATE)
+        assert probe.spin_until(lambda: len(results) >= 8, 30), [
+            s.last_error for s in seg_status[-1:]
+        ]
+        stamps = {r.seq: (r.header.stamp.sec, r.header.stamp.nanosec) for r in refs}
+        linked = [r for r in results if r.source_seq in stamps]
+        assert linked, "no mask names a frame seen on acquisition/frame_ref"
+        for r in linked:
+            assert (r.header.stamp.sec, r.header.stamp.nanosec) == stamps[r.source_seq]
+            assert r.source_epoch == refs[-1].producer_epoch
+        assert published()[1] > 0
+        v = _values(seg_status[-1])
+        assert v["input"] == f"topic {ns}/acquisition/frames"
+
+        # the node's masks on ~/mask (for a reconstruction on another host)
+        mask_msgs = probe.subscribe(Frame, "segmentation/mask", 10)
+        assert probe.spin_until(lambda: len(mask_msgs) >= 2, 20)
+        mm = mask_msgs[-1]
+        assert mm.ref.pixel_format == "label8" and (mm.image.width, mm.image.height) == (320, 240)
+        assert mm.ref.source_epoch == refs[-1].producer_epoch
+
+        # a malformed frame on the input topic: counted as an error, the node goes on
+        bad_pub = probe.node.create_publisher(Frame, f"{ns}/acquisition/frames", 10)
+        bad = Frame()
+        bad.ref.pixel_format, bad.ref.width, bad.ref.height = "mono8", 4, 4
+        bad.image.encoding, bad.image.width, bad.image.height, bad.image.step = "mono8", 4, 4, 4
+        n0 = len(results)
+
+        def errors_reported() -> bool:
+            if not bad_pub.get_subscription_count():
+                return False
+            bad_pub.publish(bad)
+            return any("bytes for" in s.last_error for s in seg_status)
+
+        assert probe.spin_until(errors_reported, 20)
+        assert probe.spin_until(lambda: len(results) >= n0 + 5, 20)  # still segmenting
+
+        # the consumer goes away: the acquisition stops sending whole frames
+        assert probe.transition("segmentation", Transition.TRANSITION_DEACTIVATE)
+        assert probe.transition("segmentation", Transition.TRANSITION_CLEANUP)
+        probe.node.destroy_publisher(bad_pub)
+        del mask_msgs[:]
+
+        def stopped_sending() -> bool:
+            n = len(acq_status)
+            if n < 2:
+                return False
+            a, b = acq_status[-2], acq_status[-1]
+            pa, pb = (int(_values(x).get("frames_topic_published", "-1")) for x in (a, b))
+            return b.frames_out > a.frames_out and pa == pb and pa > 0
+
+        assert probe.spin_until(stopped_sending, 20)
+        assert acq.poll() is None and seg.poll() is None
+    finally:
+        probe.close()
+        for p in (seg, acq):
+            stop_node(p)

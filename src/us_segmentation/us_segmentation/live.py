@@ -1,12 +1,14 @@
-"""Live segmentation from a frame channel into a mask channel (no rclpy).
+"""Live segmentation from a frame input into a mask channel (no rclpy).
 
 :class:`LiveSegmenter` owns one worker thread:
 
-    frame channel (latest mode) -> grey ROI copy -> model -> post-processing
+    frame input (newest only) -> grey ROI copy -> model -> post-processing
         -> label8 mask channel (header: source frame's seq, epoch, timestamps, ROI, spacing)
         -> ``on_result(MaskResult)``
 
-It never queues: the reader hands over only the newest frame, so a model slower than the
+The input is a local shared-memory channel (:class:`ChannelInput`, latest mode) or frames
+that arrive by callback, e.g. from a ROS topic on another host (:class:`TopicInput`).
+It never queues: the input hands over only the newest frame, so a model slower than the
 frame rate skips frames (counted in :attr:`LiveStats.skipped`) and the latency stays one
 inference long. A producer that restarts or goes silent is re-opened by itself.
 """
@@ -23,6 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 from us_frame_channel.imageops import grey_roi
+from us_frame_channel.latest import LatestSlot
 from us_frame_channel.layout import FrameInfo
 
 from us_frame_channel import ChannelConfig, ChannelError, FrameReader, FrameWriter, PixelFormat
@@ -107,6 +110,7 @@ class MaskResult:
     device_timestamp_ns: int
     spacing_mm: tuple[float, float]
     roi: tuple[int, int, int, int]
+    frame_size: tuple[int, int]  # (width, height) px of the source frame / mask
     class_names: tuple[str, ...]
     class_areas_mm2: tuple[float, ...]
     confidence: float  # mean winning probability over foreground pixels (all if none)
@@ -131,6 +135,8 @@ class LiveStats:
     state: str = "idle"  # idle | waiting | running | paused | error
     infer_ms: deque[float] = field(default_factory=lambda: deque(maxlen=300))
     latency_ms: deque[float] = field(default_factory=lambda: deque(maxlen=300))
+    # frame published (channel) or captured (topic) -> taken by the worker
+    input_age_ms: deque[float] = field(default_factory=lambda: deque(maxlen=300))
     out_times: deque[float] = field(default_factory=lambda: deque(maxlen=300))
 
     def fps(self) -> float:
@@ -163,25 +169,141 @@ def summarise(
     return areas, conf, True, lateral, depth
 
 
+class FrameInput(Protocol):
+    """Where :class:`LiveSegmenter` takes frames from (newest only)."""
+
+    name: str
+    waiting: str  # why no frame comes ("" while frames come)
+    reopens: int
+
+    @property
+    def skipped(self) -> int: ...  # frames never handed over (superseded or lost), total
+
+    def read(self, timeout_s: float) -> tuple[NDArray[np.uint8], FrameInfo] | None:
+        """The newest frame not read yet as (grey ROI copy, info); None after ``timeout_s``."""
+        ...
+
+    def clear(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class ChannelInput:
+    """Frames from a shared-memory channel on this host, latest-frame mode.
+
+    Re-opens the channel after ``reopen_after_s`` without frames (a producer restarted
+    under a new service, or is paused; cheap either way)."""
+
+    def __init__(self, name: str, reopen_after_s: float = 2.0) -> None:
+        self.name = name
+        self.reopen_after_s = reopen_after_s
+        self.waiting = ""
+        self.reopens = 0
+        self._skipped = 0
+        self._reader: FrameReader | None = None
+        self._reader_skips = 0  # skipped + dropped of the current reader (already counted)
+        self._last_frame = time.monotonic()
+
+    @property
+    def skipped(self) -> int:
+        return self._skipped
+
+    def read(self, timeout_s: float) -> tuple[NDArray[np.uint8], FrameInfo] | None:
+        if self._reader is None:
+            try:
+                self._reader = FrameReader(self.name, mode="latest", wait_s=0.5)
+            except ChannelError as exc:
+                self.waiting = f"waiting for frame channel '{self.name}': {exc}"
+                return None
+            self._reader_skips = 0
+            self.waiting = ""
+            self._last_frame = time.monotonic()
+        reader = self._reader
+        try:
+            frame = reader.read(timeout_s=timeout_s)
+        except ChannelError as exc:
+            self.close()
+            raise ChannelError(f"reading '{self.name}': {exc}") from exc
+        if frame is None:
+            if time.monotonic() - self._last_frame > self.reopen_after_s:
+                self.close()
+                self.reopens += 1
+            return None
+        self._last_frame = time.monotonic()
+        s = reader.stats.skipped + reader.stats.dropped
+        if s > self._reader_skips:
+            self._skipped += s - self._reader_skips
+            self._reader_skips = s
+        with frame:
+            info = frame.info
+            return grey_roi(frame.array, info), info
+
+    def clear(self) -> None:
+        self._last_frame = time.monotonic()
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+
+class TopicInput:
+    """Frames handed in by a callback (a ROS subscription), newest only.
+
+    ``put(array, info)`` from the callback thread replaces a frame the worker has not taken
+    yet (counted as skipped); the grey conversion runs in the worker."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.reopens = 0
+        self._slot: LatestSlot[tuple[np.ndarray, FrameInfo]] = LatestSlot()
+        self.waiting = f"waiting for frames on '{name}'"
+
+    @property
+    def skipped(self) -> int:
+        return self._slot.superseded
+
+    @property
+    def received(self) -> int:
+        return self._slot.put_count
+
+    def put(self, array: np.ndarray, info: FrameInfo) -> None:
+        self._slot.put((array, info))
+
+    def read(self, timeout_s: float) -> tuple[NDArray[np.uint8], FrameInfo] | None:
+        item = self._slot.take(timeout_s)
+        if item is None:
+            return None
+        self.waiting = ""
+        array, info = item
+        return grey_roi(array, info), info
+
+    def clear(self) -> None:
+        self._slot.clear()
+
+    def close(self) -> None:
+        self._slot.clear()
+
+
 class LiveSegmenter:
-    """Segment the newest frame of ``input_channel`` into ``mask_channel``, in a thread.
+    """Segment the newest frame of ``frames`` into ``mask_channel``, in a thread.
 
     Args:
         segmenter: the model (``Segmenter``), loaded before (load errors belong to the
             caller's configure step).
-        input_channel: frame channel name, e.g. ``"us/frames"``.
+        frames: the input: a :class:`ChannelInput` / :class:`TopicInput`, or a frame
+            channel name (e.g. ``"us/frames"``) for a :class:`ChannelInput`.
         mask_channel: config of the label8 mask channel this object creates.
         smoother: temporal smoothing (``None`` = off).
         on_result: called in the worker thread after each mask is published.
-        reopen_after_s: re-open the input when no frame arrived for this long (a producer
-            restarted under a new service, or is paused; cheap either way).
+        reopen_after_s: for a channel name: re-open it after this long without frames.
         target_class: label value whose centroid is reported for robotic probe holders.
     """
 
     def __init__(
         self,
         segmenter: SegmenterLike,
-        input_channel: str,
+        frames: FrameInput | str,
         mask_channel: ChannelConfig,
         *,
         smoother: TemporalSmoother | None = None,
@@ -190,16 +312,15 @@ class LiveSegmenter:
         target_class: int = 1,
     ) -> None:
         self.segmenter = segmenter
-        self.input_channel = input_channel
+        self.input: FrameInput = (
+            ChannelInput(frames, reopen_after_s) if isinstance(frames, str) else frames
+        )
         self.smoother = smoother
         self.on_result = on_result
-        self.reopen_after_s = reopen_after_s
         self.target_class = target_class
         self.classes = tuple(segmenter.classes)
         self.stats = LiveStats()
         self.writer = FrameWriter(mask_channel)  # ChannelError if it cannot be created
-        self._reader: FrameReader | None = None
-        self._reader_skips = 0  # skipped + dropped of the current reader (already counted)
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._active = threading.Event()
@@ -217,6 +338,7 @@ class LiveSegmenter:
     def pause(self) -> None:
         """Stop taking frames (the thread idles; frames are not counted as skipped)."""
         self._active.clear()
+        self.input.clear()
 
     def close(self) -> None:
         self._stop.set()
@@ -224,71 +346,42 @@ class LiveSegmenter:
         if self._thread is not None:
             self._thread.join(timeout=5.0)
             self._thread = None
-        self._close_reader()
+        self.input.close()
         self.writer.close()
 
     # -- worker ----------------------------------------------------------------------------
-    def _close_reader(self) -> None:
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
-
-    def _open_reader(self) -> FrameReader | None:
-        try:
-            r = FrameReader(self.input_channel, mode="latest", wait_s=0.5)
-        except ChannelError as exc:
-            self.stats.state = "waiting"
-            self.stats.last_error = f"waiting for frame channel '{self.input_channel}': {exc}"
-            return None
-        self._reader_skips = 0
-        self.stats.last_error = ""
-        return r
-
     def _run(self) -> None:
-        last_frame = time.monotonic()
+        inp, st = self.input, self.stats
         while not self._stop.is_set():
             if not self._active.is_set():
-                self.stats.state = "paused"
+                st.state = "paused"
                 self._active.wait(0.2)
-                last_frame = time.monotonic()
+                inp.clear()
                 continue
-            if self._reader is None:
-                self._reader = self._open_reader()
-                if self._reader is None:
-                    continue
-                last_frame = time.monotonic()
-            reader = self._reader
             try:
-                frame = reader.read(timeout_s=0.2)
+                got = inp.read(0.2)
             except ChannelError as exc:
-                self._fail(f"reading '{self.input_channel}': {exc}")
-                self._close_reader()
+                self._fail(str(exc))
                 continue
-            if frame is None:
-                if time.monotonic() - last_frame > self.reopen_after_s:
-                    self._close_reader()
-                    self.stats.reopens += 1
-                    last_frame = time.monotonic()
+            except Exception as exc:  # noqa: BLE001 - a bad frame never stops the node
+                self._fail(f"{inp.name}: {type(exc).__name__}: {exc}")
                 continue
-            last_frame = time.monotonic()
-            self._count_skips(reader)
+            st.skipped, st.reopens = inp.skipped, inp.reopens
+            if got is None:
+                if inp.waiting:
+                    st.state, st.last_error = "waiting", inp.waiting
+                continue
+            if st.state == "waiting":
+                st.last_error = ""
             if not self._active.is_set():
-                frame.release()
                 continue
+            grey, info = got
+            st.input_age_ms.append((time.monotonic_ns() - info.publish_monotonic_ns) / 1e6)
             try:
-                with frame:
-                    info = frame.info
-                    grey = grey_roi(frame.array, info)
                 self._process(grey, info)
             except Exception as exc:  # noqa: BLE001 - a bad frame never stops the node
                 self._fail(f"frame {info.seq}: {type(exc).__name__}: {exc}")
-        self.stats.state = "idle"
-
-    def _count_skips(self, reader: FrameReader) -> None:
-        s = reader.stats.skipped + reader.stats.dropped
-        if s > self._reader_skips:
-            self.stats.skipped += s - self._reader_skips
-            self._reader_skips = s
+        st.state = "idle"
 
     def _fail(self, reason: str) -> None:
         self.stats.errors += 1
@@ -346,6 +439,7 @@ class LiveSegmenter:
                     device_timestamp_ns=info.device_timestamp_ns,
                     spacing_mm=spacing,
                     roi=(x, y, w, h),
+                    frame_size=(info.width, info.height),
                     class_names=self.classes,
                     class_areas_mm2=areas,
                     confidence=conf,

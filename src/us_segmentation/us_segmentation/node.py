@@ -1,13 +1,17 @@
 """The segmentation lifecycle node: a thin ROS wrapper around :class:`LiveSegmenter`.
 
 configure: load and validate the model (FAILURE + reason if it cannot), create the mask
-           channel
-activate:  segment the newest frame of the input channel, in the worker thread
+           channel (and, with input_transport topic, subscribe to input_topic)
+activate:  segment the newest frame of the input, in the worker thread
 deactivate: pause (the model stays loaded)     cleanup / shutdown: release model + channel
 
 Topics (relative to the node's namespace):
   ~/result   us_interfaces/SegmentationResult  RELIABLE, depth 10: one per mask
   ~/overlay  sensor_msgs/Image                 sensor QoS, bgr8, <= preview_rate_hz
+  ~/mask     us_interfaces/Frame               RELIABLE, depth 2: label8 masks, only while
+                                               somebody subscribes (mask_topic)
+  input_topic us_interfaces/Frame (subscribed) with input_transport topic, depth 1, served
+              by the helper node ~_rx in a thread of its own (node_common.TopicReceiver)
   ~/status   us_interfaces/NodeStatus          RELIABLE + TRANSIENT_LOCAL, depth 1
 """
 
@@ -19,15 +23,23 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from diagnostic_msgs.msg import KeyValue
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
+from us_acquisition.frame_topic import (
+    FrameTopicError,
+    TopicFramePublisher,
+    fill_frame_ref,
+    frame_from_msg,
+)
 from us_acquisition.node_common import (
     STATE_IDS,
     StatusPublisher,
+    TopicReceiver,
     UsLifecycleNode,
     declare_parameters,
     refuse_change,
@@ -37,15 +49,29 @@ from us_acquisition.node_common import (
 from us_frame_channel.paramspec import plain
 
 from us_frame_channel import LAYOUT_VERSION, ChannelConfig, ChannelError, PixelFormat
-from us_interfaces.msg import ChannelStatus, NodeStatus, SegmentationResult
+from us_interfaces.msg import ChannelStatus, Frame, FrameRef, NodeStatus, SegmentationResult
 
 from . import default_model_dir
 from .inference import PostProcess, Segmenter
-from .live import LiveSegmenter, MaskResult, TemporalSmoother, overlay_bgr, percentile
+from .live import (
+    ChannelInput,
+    FrameInput,
+    LiveSegmenter,
+    MaskResult,
+    TemporalSmoother,
+    TopicInput,
+    overlay_bgr,
+    percentile,
+)
 from .model_card import ModelCardError
 from .params import PARAMETERS, SPECS, validate
 
 RESULT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+MASK_QOS = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
+INPUT_QOS = {
+    "reliable": QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE),
+    "best_effort": QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT),
+}
 
 
 class SegmentationNode(UsLifecycleNode):
@@ -59,6 +85,10 @@ class SegmentationNode(UsLifecycleNode):
         self._segmenter: Segmenter | None = None
         self._result_pub: Any = None
         self._overlay_pub: Any = None
+        self._mask_pub: Any = None
+        self._mask_topic: TopicFramePublisher | None = None
+        self._frames_sub: TopicReceiver | None = None
+        self._topic_input: TopicInput | None = None
         self._last_preview = 0.0
         self._model_info = ""
         self._lock = threading.Lock()
@@ -123,9 +153,16 @@ class SegmentationNode(UsLifecycleNode):
                 max_consumers=self._p("mask_max_consumers"),
                 buffer_frames=self._p("mask_buffer_frames"),
             )
+            topic_input = None
+            frames: FrameInput
+            if self._p("input_transport") == "topic":
+                topic = self.resolve_topic_name(self._p("input_topic"))
+                frames = topic_input = TopicInput(topic)
+            else:
+                frames = ChannelInput(self._p("input_channel"), self._p("reopen_after_s"))
             live = LiveSegmenter(
                 seg,
-                self._p("input_channel"),
+                frames,
                 mask,
                 smoother=self._smoother(),
                 on_result=self._on_result,
@@ -136,6 +173,16 @@ class SegmentationNode(UsLifecycleNode):
         except Exception as exc:  # noqa: BLE001 - any failure is a failed configure
             return self._failed(f"{type(exc).__name__}: {exc}")
         self._segmenter, self._live = seg, live
+        self._topic_input = topic_input
+        if topic_input is not None:
+            self._frames_sub = TopicReceiver(
+                self, Frame, topic_input.name, self._on_frame_msg, INPUT_QOS[self._p("input_qos")]
+            )
+        if self._p("mask_topic"):
+            mp = self._mask_pub = self.create_publisher(Frame, "~/mask", MASK_QOS)
+            self._mask_topic = TopicFramePublisher(
+                mp.publish, mp.get_subscription_count, "mask-topic"
+            )
         card = seg.card
         self._model_info = (
             f"{card.name} {card.version} ({seg.model.backend} on {seg.model.device}, "
@@ -151,7 +198,7 @@ class SegmentationNode(UsLifecycleNode):
         self._state_label = "inactive"
         self.get_logger().info(
             f"configured in {time.monotonic() - t0:.2f} s: {self._model_info}; "
-            f"'{self._p('input_channel')}' -> '{self._p('mask_channel')}'"
+            f"'{live.input.name}' ({self._p('input_transport')}) -> '{self._p('mask_channel')}'"
         )
         self._publish_status()
         return TransitionCallbackReturn.SUCCESS
@@ -165,19 +212,66 @@ class SegmentationNode(UsLifecycleNode):
             self._live.pause()
 
     def release(self) -> None:
+        if self._frames_sub is not None:
+            self._frames_sub.close()
+            self._frames_sub = None
+        self._topic_input = None
         live, self._live = self._live, None
         if live is not None:
             live.close()
         self._segmenter = None
+        if self._mask_topic is not None:
+            self._mask_topic.close()
+            self._mask_topic = None
+        if self._mask_pub is not None:
+            self.destroy_publisher(self._mask_pub)
+            self._mask_pub = None
         for attr in ("_result_pub", "_overlay_pub"):
             pub = getattr(self, attr)
             if pub is not None:
                 self.destroy_lifecycle_publisher(pub)
                 setattr(self, attr, None)
 
+    # -- input_transport topic (executor thread) --------------------------------------------
+    def _on_frame_msg(self, msg: Frame) -> None:
+        inp, live = self._topic_input, self._live
+        if inp is None or live is None:
+            return
+        try:
+            array, info = frame_from_msg(msg)
+        except FrameTopicError as exc:
+            live.stats.errors += 1
+            live.stats.last_error = str(exc)
+            return
+        inp.put(array, info)
+
     # -- per mask (worker thread) ----------------------------------------------------------
     def _on_result(self, r: MaskResult) -> None:
         pub, overlay = self._result_pub, self._overlay_pub
+        mask_topic = self._mask_topic
+        if mask_topic is not None and mask_topic.subscribers() > 0:
+            width, height = r.frame_size
+            full = np.zeros((height, width), np.uint8)
+            x, y, w, h = r.roi
+            full[y : y + h, x : x + w] = r.labels
+            ref = fill_frame_ref(
+                FrameRef(),
+                channel=self._p("mask_channel"),
+                frame_id="us_image",
+                seq=r.seq,
+                epoch=self._live.writer.epoch if self._live is not None else 0,
+                device_timestamp_ns=r.device_timestamp_ns,
+                host_timestamp_ns=r.host_timestamp_ns,
+                width=width,
+                height=height,
+                pixel_format=PixelFormat.LABEL8,
+                spacing_mm=r.spacing_mm,
+                roi=r.roi,
+                payload_bytes=width * height,
+                source_seq=r.source_seq,
+                source_epoch=r.source_epoch,
+            )
+            mask_topic.offer(ref, full)
         if pub is not None:
             m = SegmentationResult()
             m.header.stamp = stamp(r.host_timestamp_ns)
@@ -247,6 +341,16 @@ class SegmentationNode(UsLifecycleNode):
             )
             s.values.append(KeyValue(key="errors", value=str(st.errors)))
             s.values.append(KeyValue(key="input_reopens", value=str(st.reopens)))
+            s.values.append(
+                KeyValue(key="input", value=f"{self._p('input_transport')} {live.input.name}")
+            )
+            s.values.append(
+                KeyValue(key="input_age_p95_ms", value=f"{percentile(st.input_age_ms, 95):.1f}")
+            )
+            if self._topic_input is not None:
+                s.values.append(
+                    KeyValue(key="input_received", value=str(self._topic_input.received))
+                )
         self._status_pub.publish(s)
 
 

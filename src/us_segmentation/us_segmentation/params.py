@@ -7,12 +7,38 @@ from typing import Any
 from us_frame_channel.paramspec import ParamSpec, spec_table, validate_value
 
 PARAMETERS: tuple[ParamSpec, ...] = (
+    ParamSpec(
+        "input_transport",
+        "shm",
+        "where frames come from: shm = the shared-memory channel input_channel (same host); "
+        "topic = us_interfaces/Frame messages on input_topic (another host, over DDS)",
+        choices=("shm", "topic"),
+    ),
     ParamSpec("input_channel", "us/frames", "frame channel to segment (latest-frame mode)"),
+    ParamSpec(
+        "input_topic",
+        "acquisition/frames",
+        "input_transport topic: Frame topic to segment (relative names resolve in the node's "
+        "namespace)",
+    ),
+    ParamSpec(
+        "input_qos",
+        "reliable",
+        "input_transport topic: reliability of the subscription, depth 1 (best_effort loses "
+        "large frames across hosts with stock DDS settings: docs/cross-host.md)",
+        choices=("reliable", "best_effort"),
+    ),
     ParamSpec("mask_channel", "us/masks", "label8 mask channel this node creates"),
     ParamSpec("mask_max_width", 1920, "largest frame width the mask channel holds, px", 16, 8192),
     ParamSpec("mask_max_height", 1200, "largest frame height the mask channel holds, px", 16, 8192),
     ParamSpec("mask_max_consumers", 4, "consumers the mask channel admits", 1, 64),
     ParamSpec("mask_buffer_frames", 4, "masks a consumer may lag before losing the oldest", 1, 64),
+    ParamSpec(
+        "mask_topic",
+        True,
+        "also publish each mask on ~/mask (us_interfaces/Frame, label8) while somebody "
+        "subscribes: a reconstruction on another host",
+    ),
     ParamSpec(
         "model_path",
         "",
