@@ -40,14 +40,20 @@ def _pct(v: list[float], q: float) -> float:
     return round(float(np.percentile(v, q)), 2) if v else float("nan")
 
 
+WAIT = "4"  # s us-top listens for the latched statuses
+
+
 def _top(hosts: Any, host: str, env: dict[str, str]) -> dict[str, dict[str, Any]]:
-    r = subprocess.run(
-        hosts.cmd(host, ["us-top", "--once", "--json", "--wait", "4"]),
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
+    try:
+        r = subprocess.run(
+            hosts.cmd(host, ["us-top", "--once", "--json", "--wait", WAIT]),
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=30,
+        )
+    except subprocess.TimeoutExpired:
+        return {}  # counted as "not seen yet": the caller's deadline decides
     try:
         return {row["node"]: row for row in json.loads(r.stdout or "[]")}
     except json.JSONDecodeError:

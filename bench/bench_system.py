@@ -41,7 +41,9 @@ as survived, recovery = fault -> first sign of normal service):
   client_vanish       a client process is SIGKILLed mid-stream: same criterion
 
 Writes ``bench/results/system.json`` (``--out``). ``remote_fps`` / ``remote_lat_p95_ms``
-are null: the ROS-topic frame path for consumers on another host is not built yet.
+(segmentation on another host over the ROS topic) are measured by
+``bench/bench_cross_host.py`` (network namespaces, needs root) and carried over from
+``bench/results/cross_host.json`` when it exists.
 
     python bench/bench_system.py [--soak-min 30] [--quick] [--no-faults]
 """
@@ -572,6 +574,22 @@ class Bench:
         return out
 
 
+def _remote_figures(path: Path) -> dict[str, Any]:
+    """``remote_fps`` / ``remote_lat_p95_ms`` from bench_cross_host.py's results."""
+    if not path.exists():
+        return {
+            "remote_fps": None,
+            "remote_lat_p95_ms": None,
+            "remote_from": "not measured: run sudo python bench/bench_cross_host.py",
+        }
+    d = json.loads(path.read_text())
+    return {
+        "remote_fps": d.get("remote_fps"),
+        "remote_lat_p95_ms": d.get("remote_lat_p95_ms"),
+        "remote_from": f"bench/bench_cross_host.py ({path.name})",
+    }
+
+
 def main() -> int:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -633,10 +651,7 @@ def main() -> int:
         f"Python {platform.python_version()}",
         "graph": f"us-run --respawn: {', '.join(NODES)}; simulator {a.width}x{a.height} at "
         f"{a.fps:g} fps, seed {a.seed}; gRPC viewer: combined JPEG + PNG mask at 15 Hz",
-        "remote_fps": None,
-        "remote_lat_p95_ms": None,
-        "remote_note": "not measured: the ROS-topic frame transport for consumers on another "
-        "host is not built yet",
+        **_remote_figures(Path(a.out).with_name("cross_host.json")),
         "soak_min": a.soak_min,
         "rss_growth_pct": result.get("rss_growth_pct"),
         "rss_growth_method": "100 * (mean total RSS of the 4 node processes over the last "

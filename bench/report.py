@@ -39,6 +39,31 @@ def _whole(d: dict[str, Any]) -> list[dict[str, Any]]:
     return [d]
 
 
+def _cross_host(d: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = [
+        {
+            "case": f"1080p transport, {t['profile']} DDS, {t['qos']}",
+            "delivered_pct": t["delivered_pct"],
+            "fps": t["fps_received"],
+            "lat_p50_ms": t["lat_p50_ms"],
+            "lat_p95_ms": t["lat_p95_ms"],
+        }
+        for t in d.get("transport", [])
+    ]
+    for key in ("segmentation_local", "segmentation_remote"):
+        if key in d:
+            r = d[key]
+            rows.append(
+                {
+                    "case": f"segmentation, {r['path']}",
+                    "fps": r["masks_per_s"],
+                    "lat_p50_ms": r["lat_p50_ms"],
+                    "lat_p95_ms": r["lat_p95_ms"],
+                }
+            )
+    return rows
+
+
 def _backends(d: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"backend": k, **v} for k, v in d.get("backends", {}).items()]
 
@@ -88,6 +113,12 @@ SECTIONS: list[tuple[str, str, Callable[[dict[str, Any]], list[dict[str, Any]]],
         _cases,
         ["clients", "encoding", "stalled_clients", "fps_per_client", "lat_p50_ms",
          "lat_p95_ms", "bytes_per_frame", "acq_fps", "bridge_cpu_pct"],
+    ),
+    (
+        "cross_host.json",
+        "Across hosts",
+        _cross_host,
+        ["case", "delivered_pct", "fps", "lat_p50_ms", "lat_p95_ms"],
     ),
     (
         "system.json",

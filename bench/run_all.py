@@ -24,6 +24,7 @@ BENCHES = {
     "segmentation": HERE / "bench_segmentation.py",
     "reconstruction": HERE / "bench_reconstruction.py",
     "grpc": HERE / "bench_grpc.py",
+    "cross_host": HERE / "bench_cross_host.py",  # needs root (ip netns)
     "system": HERE / "bench_system.py",
 }
 #: Extra arguments per benchmark in a full run (the 30-minute soak is `make soak`).

@@ -8,7 +8,13 @@ Every node is a lifecycle node started with its YAML from ``config/`` (installed
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch.actions import DeclareLaunchArgument, EmitEvent, GroupAction, RegisterEventHandler
+from launch.actions import (
+    DeclareLaunchArgument,
+    EmitEvent,
+    GroupAction,
+    RegisterEventHandler,
+    SetEnvironmentVariable,
+)
 from launch.conditions import IfCondition
 from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
@@ -130,7 +136,20 @@ def generate_launch_description():
         DeclareLaunchArgument(
             "respawn", default_value="false", description="restart a node that dies"
         ),
+        DeclareLaunchArgument(
+            "dds_profile",
+            default_value="",
+            description="Fast DDS XML profile file for the nodes, e.g. "
+            "<share>/config/fastdds/large_frames.xml (frames to other hosts, docs/cross-host.md)",
+        ),
     ]
+    dds = SetEnvironmentVariable(
+        "FASTDDS_DEFAULT_PROFILES_FILE",
+        LaunchConfiguration("dds_profile"),
+        condition=IfCondition(
+            PythonExpression(["'", LaunchConfiguration("dds_profile"), "' != ''"])
+        ),
+    )
     actions = []
     for name, package, executable, params_file in NODES:
         actions += _lifecycle_node(name, package, executable, params_file)
@@ -141,4 +160,4 @@ def generate_launch_description():
         condition=IfCondition(LaunchConfiguration("rviz")),
         output="screen",
     )
-    return LaunchDescription([*args, GroupAction(actions), rviz])
+    return LaunchDescription([*args, dds, GroupAction(actions), rviz])

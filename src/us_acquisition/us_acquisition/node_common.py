@@ -245,36 +245,59 @@ class UsLifecycleNode(LifecycleNode):
 
 
 class TopicReceiver:
-    """A subscription served by a thread of its own (a helper node in the owner's context,
-    spun by a ``SingleThreadedExecutor``).
+    """Subscriptions served by a thread of their own (a helper node ``<owner>_<suffix>`` in
+    the owner's context and namespace, spun by a ``SingleThreadedExecutor``).
 
-    For high-rate, large messages (whole frames from another host): in the node's
-    ``MultiThreadedExecutor`` a subscription whose callback group is busy makes the
-    executor's wait loop spin at 100 % of a core (measured: a 30 fps Frame topic took a
-    whole core and cut the segmentation to 9 masks/s); here the thread blocks in the wait
-    set, takes the message and runs ``callback`` (keep it short: hand the data over).
-    The helper node is named ``<owner>_rx`` in the owner's namespace.
+    For high-rate or large messages (whole frames from another host, /tf at 100+ Hz): in
+    the node's ``MultiThreadedExecutor`` a subscription whose callback group is busy makes
+    the executor's wait loop spin at 100 % of a core (measured: a 30 fps Frame topic took a
+    whole core and cut the segmentation to 9 masks/s; /tf at 100 Hz one message per sample
+    arrived late enough that frames were skipped as pose_stale). Here the thread blocks in
+    the wait set, takes each message and runs its callback (keep it short: hand the data
+    over, thread-safely).
     """
 
     def __init__(
-        self, owner: Node, msg_type: Any, topic: str, callback: Callable[[Any], None], qos: Any
+        self,
+        owner: Node,
+        msg_type: Any = None,
+        topic: str = "",
+        callback: Callable[[Any], None] | None = None,
+        qos: Any = None,
+        *,
+        suffix: str = "rx",
     ) -> None:
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
 
-        self.topic = owner.resolve_topic_name(topic)
+        self._owner = owner
         self.node = rclpy.create_node(
-            f"{owner.get_name()}_rx",
+            f"{owner.get_name()}_{suffix}",
             namespace=owner.get_namespace(),
             context=owner.context,
             start_parameter_services=False,
+            # not the process's --ros-args: its `-r __node:=<owner>` would rename this node
+            # to the owner's name
+            use_global_arguments=False,
         )
-        self.subscription = self.node.create_subscription(msg_type, self.topic, callback, qos)
+        self.topic = ""
+        if msg_type is not None and callback is not None:
+            self.topic = self.subscribe(msg_type, topic, callback, qos)
         self._executor = SingleThreadedExecutor(context=owner.context)
         self._executor.add_node(self.node)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._spin, name=f"rx {self.topic}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._spin, name=f"{owner.get_name()}_{suffix}", daemon=True
+        )
         self._thread.start()
+
+    def subscribe(
+        self, msg_type: Any, topic: str, callback: Callable[[Any], None], qos: Any
+    ) -> str:
+        """One more subscription on the helper node; returns the resolved topic name."""
+        name = self._owner.resolve_topic_name(topic)
+        self.node.create_subscription(msg_type, name, callback, qos)
+        return str(name)
 
     def _spin(self) -> None:
         while not self._stop.is_set():
@@ -283,9 +306,6 @@ class TopicReceiver:
             except Exception:  # noqa: BLE001 - context shut down under us
                 if not self._stop.is_set():
                     time.sleep(0.2)
-
-    def publisher_count(self) -> int:
-        return int(self.node.count_publishers(self.topic))
 
     def close(self) -> None:
         self._stop.set()

@@ -4,7 +4,8 @@ configure: check the parameters (FAILURE + reason if bad)
 activate:  recordings may be started           deactivate: a running recording is written
 cleanup / shutdown: a running recording is written, then everything released
 
-Subscriptions: /tf, /tf_static (tf2_msgs/TFMessage) into an interpolating pose buffer.
+Subscriptions: /tf, /tf_static (tf2_msgs/TFMessage) into an interpolating pose buffer
+  (served by the helper node ~_tf in a thread of its own).
 Topics: ~/status (us_interfaces/NodeStatus, latched; also on /diagnostics).
 Service: ~/recording (us_interfaces/Recording): start (path empty =
   ``<output_dir>/scan-<UTC time>.igs.mha``) / stop (path, frames written / lost).
@@ -33,6 +34,7 @@ from .node_common import (
     LATCHED,
     STATE_IDS,
     StatusPublisher,
+    TopicReceiver,
     UsLifecycleNode,
     declare_parameters,
     refuse_change,
@@ -80,14 +82,10 @@ class RecorderNode(UsLifecycleNode):
         self._lock = threading.Lock()  # start / stop / finish
         self._fps_window: tuple[float, int] = (time.monotonic(), 0)
         self._fps = 0.0
-        tf_group = MutuallyExclusiveCallbackGroup()
-        self.create_subscription(TFMessage, "/tf", self._on_tf, 200, callback_group=tf_group)
-        self.create_subscription(
-            TFMessage,
-            "/tf_static",
-            lambda m: self._on_tf(m, static=True),
-            LATCHED,
-            callback_group=tf_group,
+        # /tf and /tf_static in a thread of their own (node_common.TopicReceiver)
+        self._tf_rx = TopicReceiver(self, TFMessage, "/tf", self._on_tf, 200, suffix="tf")
+        self._tf_rx.subscribe(
+            TFMessage, "/tf_static", lambda m: self._on_tf(m, static=True), LATCHED
         )
         self._status_pub = StatusPublisher(self)
         self._status_timer = self.create_timer(
@@ -144,6 +142,10 @@ class RecorderNode(UsLifecycleNode):
 
     def pause_work(self) -> None:
         self._finish("node deactivated", 0.0)  # the file is written in the background
+
+    def destroy_node(self) -> None:
+        self._tf_rx.close()
+        super().destroy_node()
 
     def release(self) -> None:
         """Write a running recording and wait for every file write (never lose a scan)."""

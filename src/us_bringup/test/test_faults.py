@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from test_system import ChannelWatcher, Graph, channels, free_port, graph_args
 
 FPS = 15.0
@@ -198,7 +199,8 @@ def _pose_msg(stamp_ns: int, world: str, probe_frame: str, z_mm: float) -> Any:
     return TFMessage(transforms=[ts])
 
 
-def test_tracker_dropout_skips_frames_and_recovers() -> None:
+@pytest.mark.parametrize("tf_batch", [1, 5], ids=["tf-per-sample", "tf-per-frame"])
+def test_tracker_dropout_skips_frames_and_recovers(tf_batch: int) -> None:
     from lifecycle_msgs.msg import Transition
     from tf2_msgs.msg import TFMessage
     from us_acquisition.node_common import LATCHED
@@ -233,8 +235,9 @@ def test_tracker_dropout_skips_frames_and_recovers() -> None:
     img = rng.integers(20, 230, size=(h, w), dtype=np.uint8)
 
     def stream() -> None:
-        # a tracker sampled at 100 Hz whose samples go out with each frame (20 fps), as the
-        # acquisition node publishes its source's poses; slow sweep along z
+        # a tracker sampled at 100 Hz whose samples go out one message each (a robot's
+        # state publisher) or with each frame (20 fps: the acquisition node publishes its
+        # source's poses that way); slow sweep along z
         t0 = time.monotonic()
         n = 0
         batch: list[Any] = []
@@ -244,10 +247,10 @@ def test_tracker_dropout_skips_frames_and_recovers() -> None:
             if tracking.is_set():
                 batch += _pose_msg(now_ns, world, probe_frame, z).transforms
                 pose_ns.append(now_ns)
+            if batch and n % tf_batch == 0:
+                tf_pub.publish(TFMessage(transforms=batch))
+                batch = []
             if n % 5 == 0:
-                if batch:
-                    tf_pub.publish(TFMessage(transforms=batch))
-                    batch = []
                 writer.publish(img, "mono8", spacing_mm=(0.2, 0.2))
             n += 1
             stop.wait(0.01)

@@ -86,9 +86,11 @@ class HostPair:
                 _ip("netns", "delete", ns, check=False)
             self._up = False
 
-    def limit_rate(self, rate: str, burst: str = "256kb", latency: str = "20ms") -> None:
+    def limit_rate(self, rate: str, burst: str = "1mb", latency: str = "20ms") -> None:
         """Shape both directions of the link to ``rate`` (tc token bucket, e.g. "1gbit": a
-        Gigabit Ethernet link between a scanner PC and a workstation)."""
+        Gigabit Ethernet link between a scanner PC and a workstation). ``burst`` must hold
+        a whole frame: a NIC sends one at line rate (a 256 KB bucket made 307 KB frames
+        wait for tokens: capture -> frame taken p95 44 ms instead of 3.4 ms)."""
         for host in ("a", "b"):
             r = subprocess.run(
                 self.cmd(

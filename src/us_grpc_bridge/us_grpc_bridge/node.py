@@ -33,6 +33,7 @@ from us_acquisition.node_common import (
     LATCHED,
     STATE_IDS,
     StatusPublisher,
+    TopicReceiver,
     UsLifecycleNode,
     declare_parameters,
     refuse_change,
@@ -254,6 +255,7 @@ class GrpcBridgeNode(UsLifecycleNode):
         self.server: BridgeServer | None = None
         self.igtl: Any = None
         self._subs: dict[str, Any] = {}
+        self._tf_rx: TopicReceiver | None = None
         self._status_pub = StatusPublisher(self)
         self._status_timer = self.create_timer(
             1.0 / self._p("status_rate_hz"), self._publish_status
@@ -293,10 +295,10 @@ class GrpcBridgeNode(UsLifecycleNode):
         from us_interfaces.msg import ReconstructionInfo, SegmentationResult
 
         self.backend.poses = PoseBuffer()
-        self._subs["/tf"] = self.create_subscription(TFMessage, "/tf", self._on_tf, 100)
-        self._subs["/tf_static"] = self.create_subscription(
-            TFMessage, "/tf_static", lambda m: self._on_tf(m, static=True), TF_STATIC
-        )
+        # /tf and /tf_static in a thread of their own (node_common.TopicReceiver)
+        rx = TopicReceiver(self, TFMessage, "/tf", self._on_tf, 100, suffix="tf")
+        rx.subscribe(TFMessage, "/tf_static", lambda m: self._on_tf(m, static=True), TF_STATIC)
+        self._tf_rx = rx
 
         def on_recon(msg: Any) -> None:
             if self.server is not None:
@@ -314,7 +316,10 @@ class GrpcBridgeNode(UsLifecycleNode):
         )
 
     def _unsubscribe_data(self) -> None:
-        for key in ("/tf", "/tf_static", "recon", "seg"):
+        rx, self._tf_rx = self._tf_rx, None
+        if rx is not None:
+            rx.close()
+        for key in ("recon", "seg"):
             sub = self._subs.pop(key, None)
             if sub is not None:
                 self.destroy_subscription(sub)

@@ -4,7 +4,8 @@ configure: calibration (PLUS XML or parameters), grid, compounder (FAILURE + rea
 activate:  compound frames (+ masks) placed by TF    deactivate: pause, keep the volume
 cleanup / shutdown: release
 
-Subscriptions: /tf, /tf_static (tf2_msgs/TFMessage) into an interpolating pose buffer.
+Subscriptions: /tf, /tf_static (tf2_msgs/TFMessage) into an interpolating pose buffer
+  (served by the helper node ~_tf in a thread of its own).
 Topics (relative to the node's namespace; RViz units: metres, in ``world_frame``):
   ~/info          us_interfaces/ReconstructionInfo  latched: volume mL, ellipsoid, skips
   ~/volume_cloud  sensor_msgs/PointCloud2           latched: voxels >= cloud_min_intensity
@@ -28,7 +29,7 @@ import numpy as np
 from diagnostic_msgs.msg import KeyValue
 from geometry_msgs.msg import Point
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -117,14 +118,10 @@ class ReconstructionNode(UsLifecycleNode):
         self._last_plane = 0.0
         self._last_cloud = 0.0
         self._srv_group = ReentrantCallbackGroup()
-        self._tf_group = MutuallyExclusiveCallbackGroup()
-        self.create_subscription(TFMessage, "/tf", self._on_tf, 200, callback_group=self._tf_group)
-        self.create_subscription(
-            TFMessage,
-            "/tf_static",
-            lambda m: self._on_tf(m, static=True),
-            TF_STATIC_QOS,
-            callback_group=self._tf_group,
+        # /tf and /tf_static in a thread of their own (node_common.TopicReceiver)
+        self._tf_rx = TopicReceiver(self, TFMessage, "/tf", self._on_tf, 200, suffix="tf")
+        self._tf_rx.subscribe(
+            TFMessage, "/tf_static", lambda m: self._on_tf(m, static=True), TF_STATIC_QOS
         )
         self._status_pub = StatusPublisher(self)
         self._info_pub = self.create_publisher(ReconstructionInfo, "~/info", LATCHED)
@@ -325,6 +322,10 @@ class ReconstructionNode(UsLifecycleNode):
     def pause_work(self) -> None:
         if self._live is not None:
             self._live.pause()
+
+    def destroy_node(self) -> None:
+        self._tf_rx.close()
+        super().destroy_node()
 
     def release(self) -> None:
         if self._mask_rx is not None:
