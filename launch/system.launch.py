@@ -112,7 +112,7 @@ def generate_launch_description():
         DeclareLaunchArgument(
             "source",
             default_value="sim",
-            description="acquisition source: sim, synthetic, video, sequence, "
+            description="acquisition source: sim, synthetic, video, sequence, rosbag, "
             "decklink, v4l2, gst_test, gst_pipeline",
         ),
         DeclareLaunchArgument(

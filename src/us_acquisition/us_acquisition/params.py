@@ -16,6 +16,7 @@ SOURCE_KINDS = (
     "synthetic",
     "video",
     "sequence",
+    "rosbag",
     "decklink",
     "v4l2",
     "gst_test",
@@ -29,7 +30,14 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "source_path",
         "",
-        "recording to replay (video: .mp4/.avi/.mkv; sequence: .igs.mha/.seq.mha/.igs.nrrd)",
+        "recording to replay (video: .mp4/.avi/.mkv; sequence: .igs.mha/.seq.mha/.igs.nrrd; "
+        "rosbag: a ros2 bag directory or .mcap file)",
+    ),
+    ParamSpec(
+        "bag_topic",
+        "",
+        "rosbag: frames topic (us_interfaces/Frame or sensor_msgs/Image); empty = the first "
+        "Frame topic of the bag, else its first Image topic",
     ),
     ParamSpec(
         "realtime",

@@ -18,8 +18,6 @@ Needs root for ``ip netns``; skipped with the reason otherwise.
 
 from __future__ import annotations
 
-import json
-import subprocess
 import time
 import uuid
 from typing import Any
@@ -36,26 +34,8 @@ pytestmark = pytest.mark.skipif(REASON is not None, reason=REASON or "")
 W, H, FPS = 320, 240, 15.0
 
 
-WAIT = "3"  # s us-top listens for the latched statuses
-
-
 def _top(hosts: netns.HostPair, host: str, env: dict[str, str]) -> dict[str, dict[str, Any]]:
-    """``us-top --once --json`` inside ``host``: node name -> its status row."""
-    try:
-        r = subprocess.run(
-            hosts.cmd(host, ["us-top", "--once", "--json", "--wait", WAIT]),
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=30,
-        )
-    except subprocess.TimeoutExpired:
-        return {}  # counted as "not seen yet": the caller's deadline decides
-    try:
-        rows = json.loads(r.stdout or "[]")
-    except json.JSONDecodeError:
-        return {}
-    return {row["node"]: row for row in rows}
+    return hosts.us_top(host, env, wait_s=3.0)
 
 
 def _until(cond: Any, timeout_s: float) -> Any:

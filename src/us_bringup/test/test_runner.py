@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 import signal
@@ -124,3 +125,20 @@ def test_launch_file_and_runner_start_the_same_nodes() -> None:
     assert launched == [(n.name, n.package, n.executable, n.params_file) for n in GRAPH]
     for n in GRAPH:
         assert (ROOT / "config" / n.params_file).exists()
+
+
+def test_set_values_get_the_parameter_type() -> None:
+    """`--set acquisition.fps=15` must reach the node as a double (ROS would type 15 as an
+    integer and the node would refuse it); other values pass through unchanged."""
+    from us_bringup.graph import NODES
+    from us_bringup.runner import _ros_value
+
+    acq, seg = NODES["acquisition"], NODES["segmentation"]
+    assert _ros_value(acq, "fps", "15") == "15.0"
+    assert _ros_value(acq, "fps", "29.97") == "29.97"
+    assert _ros_value(acq, "width", "320") == "320"  # an int parameter stays an int
+    assert _ros_value(acq, "source", "sim") == "sim"
+    assert _ros_value(seg, "temporal_weight", "1") == "1.0"
+    assert _ros_value(seg, "no_such_parameter", "1") == "1"  # the node reports unknown ones
+    for entry in NODES.values():  # every node names the module of its parameters
+        assert importlib.import_module(entry.params_module).PARAMETERS

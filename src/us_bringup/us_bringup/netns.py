@@ -130,6 +130,22 @@ class HostPair:
         e.update(extra)
         return e
 
+    def us_top(self, host: str, env: dict[str, str], wait_s: float = 3.0) -> dict[str, Any]:
+        """``us-top --once --json`` inside ``host``: node name -> its status row; ``{}``
+        when it saw nothing or did not finish within 30 s (callers retry to a deadline)."""
+        try:
+            r = subprocess.run(
+                self.cmd(host, ["us-top", "--once", "--json", "--wait", f"{wait_s:g}"]),
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=30,
+            )
+            rows = json.loads(r.stdout or "[]")
+        except (subprocess.TimeoutExpired, json.JSONDecodeError):
+            return {}
+        return {row["node"]: row for row in rows}
+
     def counters(self, host: str) -> dict[str, int]:
         """Bytes and packets ``host``'s end of the link received / sent so far."""
         r = _ip("-n", self.ns[host], "-j", "-s", "link", "show", "dev", self.dev[host])

@@ -70,8 +70,26 @@ _END_STATE = {"configure": 2, "activate": 3}
 _RESEND_CHECK_S = 1.0
 
 
-def _ros_value(text: str) -> str:
-    return text  # passed through `-p name:=value`, which parses YAML scalars and lists
+def _ros_value(entry: NodeEntry, name: str, text: str) -> str:
+    """``text`` for ``-p name:=text`` (ROS parses it as YAML). A whole number given for a
+    float parameter (``acquisition.fps=15``) is written ``15.0``: ROS would otherwise
+    type it as an integer and the node would refuse it."""
+    spec = None
+    if entry.params_module:
+        try:
+            import importlib
+
+            specs = importlib.import_module(entry.params_module).PARAMETERS
+            spec = next((s for s in specs if s.name == name), None)
+        except ImportError:
+            spec = None
+    if spec is not None and isinstance(spec.default, float) and not isinstance(spec.default, bool):
+        try:
+            int(text.strip())
+        except ValueError:
+            return text
+        return f"{text.strip()}.0"
+    return text
 
 
 @dataclass
@@ -117,7 +135,7 @@ class Runner:
             target, _, assignment = item.partition(".")
             if target == entry.name:
                 key, _, value = assignment.partition("=")
-                cmd += ["-p", f"{key}:={_ros_value(value)}"]
+                cmd += ["-p", f"{key}:={_ros_value(entry, key, value)}"]
         return cmd
 
     def start(self, child: Child) -> None:

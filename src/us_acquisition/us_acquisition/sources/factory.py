@@ -40,6 +40,16 @@ def make_source(p: dict[str, Any]) -> FrameSource:
         return recording.SequenceFileSource(
             p["source_path"], realtime=p["realtime"], loop=p["loop"]
         )
+    if kind == "rosbag":
+        if not p["source_path"]:
+            raise SourceError("source 'rosbag' needs source_path (a ros2 bag directory or .mcap)")
+        try:
+            rosbag = importlib.import_module(".rosbag", __package__)
+        except ImportError as exc:
+            raise SourceError(f"ros2 bag replay is not available: {exc}") from None
+        return rosbag.RosbagSource(
+            p["source_path"], topic=p["bag_topic"], realtime=p["realtime"], loop=p["loop"]
+        )
     if kind in ("decklink", "v4l2", "gst_test", "gst_pipeline"):
         try:
             gstreamer = importlib.import_module(".gstreamer", __package__)
