@@ -173,3 +173,34 @@ def test_fan_settings_from_plus_config(tmp_path: Path) -> None:
     outside = grid.world_to_index((0.25 * 30 - 7.5, 0.25 * 2, 3.0))
     assert vol[tuple(np.round(inside).astype(int))] > 0
     assert vol[tuple(np.round(outside).astype(int))] == 0
+
+
+def test_frames_whose_mask_is_missing_do_not_vote_background(tmp_path: Path) -> None:
+    """The recorder marks frames the segmentation skipped LabelStatus MISSING (all-zero
+    label image): they add intensity but no label votes, and their voxels take the labels
+    of their voted neighbours; read as "background" they would halve the gland."""
+    from us_acquisition.sequence_io import read_sequence
+    from us_reconstruction.offline import reconstruct_sequence
+
+    seq = read_sequence(_sequence(tmp_path))
+    labels = read_sequence(tmp_path / "scan-labels.igs.mha")
+    config = load_plus_device_set(_config(tmp_path))
+    settings = settings_from_plus(config.volume_reconstruction)
+    full = reconstruct_sequence(seq, settings, config, labels, 2)
+    frames = labels.frames.copy()
+    frames[1::2] = 0  # every other frame skipped by the segmentation
+    status = ["OK" if i % 2 == 0 else "MISSING" for i in range(N)]
+    gappy = TrackedSequence(
+        frames=frames, timestamps_s=labels.timestamps_s, frame_fields={"LabelStatus": status}
+    )
+    with_status = reconstruct_sequence(seq, settings, config, gappy, 2)
+    no_status = reconstruct_sequence(
+        seq, settings, config, TrackedSequence(frames=frames, timestamps_s=labels.timestamps_s), 2
+    )
+    n_full = int((full.label_map() == 1).sum())
+    n_status = int((with_status.label_map() == 1).sum())
+    n_zero = int((no_status.label_map() == 1).sum())
+    assert full.unlabelled == 0 and no_status.unlabelled == 0
+    assert with_status.unlabelled == sum(1 for i in range(1, N, 2) if i != INVALID_FRAME)
+    assert abs(n_status - n_full) <= 0.1 * n_full, (n_status, n_full)
+    assert n_zero < 0.8 * n_full, (n_zero, n_full)

@@ -113,6 +113,9 @@ class ReconstructionResult:
         reference_frame: the reference frame used.
         holes_filled: voxels filled by hole filling.
         seconds: wall time of the compounding (s).
+        unlabelled: frames compounded without label votes (``LabelStatus`` not OK in the
+            label file: the segmentation skipped them).
+        gap_radius_vox: radius for filling the labels of voxels without votes.
     """
 
     compounder: Compounder
@@ -123,6 +126,23 @@ class ReconstructionResult:
     reference_frame: str = ""
     holes_filled: int = 0
     seconds: float = 0.0
+    unlabelled: int = 0
+    gap_radius_vox: int = 2
+
+    def label_map(self, threshold: float = 0.5) -> npt.NDArray[np.uint8]:
+        """The label volume. When frames went in without labels, voxels only they hit
+        take their class fractions from voted neighbours (as the live node does:
+        :func:`us_reconstruction.live.fill_gaps`) instead of counting as background."""
+        comp = self.compounder
+        if not self.unlabelled:
+            return comp.label_map(threshold)
+        from .live import fill_gaps
+
+        fr = np.stack([comp.label_fraction(c) for c in range(comp.num_classes)])
+        voted = fr.sum(axis=0) > 0
+        fr = np.stack([fill_gaps(f, voted, self.gap_radius_vox) for f in fr])
+        best = fr.argmax(axis=0)
+        return np.where(fr.max(axis=0) >= threshold, best, 0).astype(np.uint8)
 
 
 def settings_from_plus(vr: PlusVolumeReconstruction | None) -> ReconstructionSettings:
@@ -338,6 +358,14 @@ def reconstruct_sequence(
         )
         if lab_frames.ndim == 4:
             lab_frames = np.ascontiguousarray(lab_frames[..., 0])
+    # the recorder marks frames the segmentation skipped (LabelStatus MISSING): their
+    # all-zero label image is no vote for "background"; they go in intensity-only
+    status = labels.frame_fields.get("LabelStatus") if labels is not None else None
+    labelled = (
+        np.array([str(v).strip().upper() == "OK" for v in status], dtype=bool)
+        if status is not None and len(status) == seq.num_frames
+        else np.ones(seq.num_frames, dtype=bool)
+    )
 
     skipped: Counter[str] = Counter()
     image_valid = seq.image_valid if seq.image_valid is not None else np.ones(len(ok), bool)
@@ -377,12 +405,14 @@ def reconstruct_sequence(
         auto_grow=False,
         max_voxels=settings.max_voxels,
     )
-    used = 0
+    used = unlabelled = 0
     t0 = time.perf_counter()
     for k in np.flatnonzero(use):
-        stats = comp.insert(frames[k], T_all[k], lab_frames[k] if lab_frames is not None else None)
+        lab = lab_frames[k] if lab_frames is not None and labelled[k] else None
+        stats = comp.insert(frames[k], T_all[k], lab)
         if stats.inserted:
             used += 1
+            unlabelled += int(lab_frames is not None and lab is None)
         else:
             skipped[stats.reason] += 1
     holes = comp.fill_holes(settings.fill_radius_vox) if settings.fill_holes else 0
@@ -392,7 +422,16 @@ def reconstruct_sequence(
         for k, inv in chain
     ]
     return ReconstructionResult(
-        comp, seq.num_frames, used, skipped, names, ref, holes, time.perf_counter() - t0
+        comp,
+        seq.num_frames,
+        used,
+        skipped,
+        names,
+        ref,
+        holes,
+        time.perf_counter() - t0,
+        unlabelled,
+        settings.fill_radius_vox,
     )
 
 
@@ -514,7 +553,7 @@ def main(argv: list[str] | None = None) -> int:
         lab_out = None
         if labels is not None:
             lab_out = _labels_output(out)
-            write_volume(lab_out, comp.label_map(), grid, compress=not args.no_compress,
+            write_volume(lab_out, res.label_map(), grid, compress=not args.no_compress,
                          world=args.world)  # fmt: skip
     except (
         SequenceFileError,
