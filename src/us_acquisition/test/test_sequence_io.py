@@ -590,3 +590,20 @@ def test_split_transform_name(name: str, expected: tuple[str, str]) -> None:
 def test_split_transform_name_rejects(name: str) -> None:
     with pytest.raises(ValueError):
         split_transform_name(name)
+
+
+def test_written_files_get_the_usual_permissions(tmp_path: Path) -> None:
+    """Not mkstemp's 0600: a recording is meant to be opened by others (0666 & ~umask)."""
+    import os
+    import stat
+
+    from us_acquisition.sequence_io import _umask
+
+    p = tmp_path / "scan.igs.mha"
+    write_sequence(p, TrackedSequence(frames=np.zeros((2, 4, 6), np.uint8),
+                                      timestamps_s=np.arange(2.0)))  # fmt: skip
+    mode = stat.S_IMODE(os.stat(p).st_mode)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert _umask() == umask
+    assert mode == 0o666 & ~umask

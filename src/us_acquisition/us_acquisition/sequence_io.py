@@ -1236,6 +1236,18 @@ def _extra_header(seq: TrackedSequence) -> list[tuple[str, str]]:
     return out
 
 
+def _umask() -> int:
+    """The process umask, read without changing it (``os.umask`` would set it for every
+    thread for a moment); 0o022 where /proc does not say."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
+
+
 def write_sequence(
     path: str | os.PathLike[str], seq: TrackedSequence, compress: bool = True
 ) -> None:
@@ -1308,6 +1320,8 @@ def write_sequence(
                     compress,
                 )
             out.flush()
+            # mkstemp creates 0600; give the file the mode a plain open() would (0666 & ~umask)
+            os.fchmod(out.fileno(), 0o666 & ~_umask())
             os.fsync(out.fileno())
         os.replace(tmp_name, p)
     except BaseException:
