@@ -48,6 +48,14 @@ def dds_profile_path(name: str) -> Path | None:
     return shipped if shipped.is_file() else None
 
 
+def finishes(fn: Any, timeout_s: float) -> bool:
+    """Run ``fn`` in a daemon thread; True if it returned within ``timeout_s``."""
+    t = threading.Thread(target=fn, daemon=True)
+    t.start()
+    t.join(timeout_s)
+    return not t.is_alive()
+
+
 def _executable(entry: NodeEntry) -> str:
     from ament_index_python.packages import PackageNotFoundError, get_package_prefix
 
@@ -106,6 +114,7 @@ class Runner:
         self.args = args
         self.ns = "/" + args.namespace.strip("/") if args.namespace.strip("/") else ""
         self.stopping = threading.Event()
+        self.teardown_hung = False  # the DDS teardown did not finish (see shut_down)
         self.children: list[Child] = []
         self.lock = threading.Lock()
         self._rclpy: Any = None
@@ -267,8 +276,17 @@ class Runner:
                     proc.wait()
             self.say(f"{child.entry.name} exited with code {proc.returncode}")
         if self._node is not None:
-            self._node.destroy_node()
-            self._rclpy.shutdown()
+            node, rclpy_mod = self._node, self._rclpy
+
+            def teardown() -> None:
+                node.destroy_node()
+                rclpy_mod.shutdown()
+
+            if not finishes(teardown, 5.0):
+                # Fast DDS's TCP transport (LARGE_DATA, --dds-profile large_frames) can hang
+                # while its participant is destroyed (eProsima/Fast-DDS#2010)
+                self.say("DDS teardown did not finish in 5 s; exiting without it")
+                self.teardown_hung = True
 
     # -- main loop -----------------------------------------------------------------------
     def run(self) -> int:
@@ -376,7 +394,11 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _term)
     signal.signal(signal.SIGINT, _term)
-    return runner.run()
+    rc = runner.run()
+    if runner.teardown_hung:  # a stuck DDS thread must not keep the process alive
+        sys.stdout.flush()
+        os._exit(rc)
+    return rc
 
 
 if __name__ == "__main__":
