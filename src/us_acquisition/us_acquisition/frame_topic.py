@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from us_frame_channel.latest import LatestSlot
+from us_frame_channel.latest import LatestMailbox, MailboxClosed
 from us_frame_channel.layout import PIXEL_LAYOUTS, FrameInfo
 
 from us_frame_channel import LAYOUT_VERSION, PixelFormat
@@ -191,7 +191,7 @@ class TopicFramePublisher:
     ) -> None:
         self._publish = publish
         self._subscribers = subscribers
-        self._slot: LatestSlot[tuple[FrameRef, np.ndarray]] = LatestSlot()
+        self._slot: LatestMailbox[tuple[FrameRef, np.ndarray]] = LatestMailbox()
         self._stop = threading.Event()
         self.published = 0
         self.errors = 0
@@ -203,7 +203,7 @@ class TopicFramePublisher:
     @property
     def superseded(self) -> int:
         """Frames replaced by a newer one before the thread could send them."""
-        return self._slot.superseded
+        return self._slot.dropped + self._slot.skipped
 
     def subscribers(self) -> int:
         try:
@@ -211,15 +211,20 @@ class TopicFramePublisher:
         except Exception:  # noqa: BLE001 - a publisher being destroyed
             return 0
 
-    def offer(self, ref: FrameRef, image: np.ndarray) -> bool:
+    def offer(self, ref: FrameRef, image: np.ndarray, copy: bool = True) -> bool:
+        """Hand ``image`` over if somebody subscribes; ``copy=False`` for an array the
+        caller will not touch again (the default copies: channel slots are reused)."""
         if self._stop.is_set() or self.subscribers() == 0:
             return False
-        self._slot.put((ref, np.array(image, copy=True)))
+        self._slot.put((ref, np.array(image, copy=True) if copy else image))
         return True
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            item = self._slot.take(0.2)
+            try:
+                item = self._slot.get(0.2)
+            except MailboxClosed:
+                return
             if item is None:
                 continue
             t0 = time.perf_counter()
@@ -234,4 +239,5 @@ class TopicFramePublisher:
 
     def close(self) -> None:
         self._stop.set()
+        self._slot.close()
         self._thread.join(timeout=5.0)

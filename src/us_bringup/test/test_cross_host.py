@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -34,17 +35,23 @@ pytestmark = pytest.mark.skipif(REASON is not None, reason=REASON or "")
 W, H, FPS = 320, 240, 15.0
 
 
-def _top(hosts: netns.HostPair, host: str, env: dict[str, str]) -> dict[str, dict[str, Any]]:
-    return hosts.us_top(host, env, wait_s=3.0)
-
-
-def _until(cond: Any, timeout_s: float) -> Any:
+def _status(
+    hosts: netns.HostPair,
+    host: str,
+    env: dict[str, str],
+    node: str,
+    timeout_s: float,
+    ok: Callable[[dict[str, Any]], bool] = lambda row: True,
+) -> dict[str, Any] | None:
+    """``node``'s first status row seen in ``host`` (us-top snapshots) for which ``ok``
+    holds, within ``timeout_s``; None if none did."""
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-    return cond()
+    while True:
+        row = hosts.us_top(host, env, wait_s=3.0).get(node)
+        if row and ok(row):
+            return row
+        if time.monotonic() >= deadline:
+            return None
 
 
 def test_segmentation_on_another_host_takes_frames_from_the_topic() -> None:
@@ -81,14 +88,7 @@ def test_segmentation_on_another_host_takes_frames_from_the_topic() -> None:
         try:
             acq_name = f"{ns}/acquisition"
             # host a alone: frames are produced, none is sent on ~/frames
-            row = _until(
-                lambda: (
-                    r
-                    if (r := _top(hosts, "a", env).get(acq_name)) and r["frames_out"] >= 20
-                    else None
-                ),
-                90,
-            )
+            row = _status(hosts, "a", env, acq_name, 90, lambda r: r["frames_out"] >= 20)
             assert row, f"acquisition did not stream on host a:\n{acq.text[-3000:]}"
             assert row["values"]["frames_topic_published"] == "0"
             assert row["values"]["frames_topic_subscribers"] == "0"
@@ -113,14 +113,7 @@ def test_segmentation_on_another_host_takes_frames_from_the_topic() -> None:
                 env=env,
             )
             seg_name = f"{ns}/segmentation"
-            srow = _until(
-                lambda: (
-                    r
-                    if (r := _top(hosts, "b", env).get(seg_name)) and r["frames_out"] >= 30
-                    else None
-                ),
-                120,
-            )
+            srow = _status(hosts, "b", env, seg_name, 120, lambda r: r["frames_out"] >= 30)
             assert srow, f"no masks on host b:\n{seg.text[-3000:]}\nhost a:\n{acq.text[-1500:]}"
             v = srow["values"]
             assert v["input"] == f"topic {ns}/acquisition/frames"
@@ -129,7 +122,7 @@ def test_segmentation_on_another_host_takes_frames_from_the_topic() -> None:
             assert srow["last_error"] == ""
             # the frames crossed the link: at least their pixels arrived on host b's end
             assert hosts.rx_bytes("b") - rx0 >= received * W * H
-            arow = _until(lambda: _top(hosts, "a", env).get(acq_name), 60)
+            arow = _status(hosts, "a", env, acq_name, 60)
             assert arow, "no acquisition status from host a"
             assert int(arow["values"]["frames_topic_published"]) >= received
             assert arow["values"]["frames_topic_subscribers"] == "1"
@@ -138,14 +131,10 @@ def test_segmentation_on_another_host_takes_frames_from_the_topic() -> None:
             # the remote masks came back over ~/mask and were compounded on host a
             rec_name = f"{ns}/reconstruction"
 
-            def labelled() -> dict[str, Any] | None:
-                r = _top(hosts, "a", env).get(rec_name)
-                if not r:
-                    return None
-                with_mask = r["frames_out"] - int(r["values"].get("frames_without_mask", "0"))
-                return r if with_mask >= 20 else None
+            def labelled(r: dict[str, Any]) -> bool:
+                return r["frames_out"] - int(r["values"].get("frames_without_mask", "0")) >= 20
 
-            rrow = _until(labelled, 90)
+            rrow = _status(hosts, "a", env, rec_name, 90, labelled)
             assert rrow, f"no frames compounded with remote masks:\n{acq.text[-3000:]}"
         finally:
             codes = [g.stop() for g in (seg, acq) if g is not None]

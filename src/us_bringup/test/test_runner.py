@@ -142,3 +142,18 @@ def test_set_values_get_the_parameter_type() -> None:
     assert _ros_value(seg, "no_such_parameter", "1") == "1"  # the node reports unknown ones
     for entry in NODES.values():  # every node names the module of its parameters
         assert importlib.import_module(entry.params_module).PARAMETERS
+
+
+def test_unknown_dds_profile_is_refused_with_the_reason() -> None:
+    out = subprocess.run(
+        ["us-run", "--dds-profile", "no_such_profile", "--nodes", "acquisition"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    assert "no_such_profile: no such file or config/fastdds/ profile" in out.stderr
+    from us_bringup.runner import dds_profile_path
+
+    shipped = dds_profile_path("large_frames")
+    assert shipped is not None and shipped.name == "large_frames.xml"

@@ -19,6 +19,7 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
+from us_frame_channel.latest import LatestMailbox, MailboxClosed
 
 from us_frame_channel import FrameInfo, PixelFormat
 
@@ -81,77 +82,6 @@ def copy_frame(info: FrameInfo, view: npt.NDArray[Any]) -> ImageItem:
     raw = view.tobytes()
     pixels = np.frombuffer(raw, dtype=view.dtype).reshape(view.shape)  # read-only view
     return ImageItem(info, raw, pixels, time.time_ns())
-
-
-class MailboxClosed(Exception):
-    """The mailbox was closed (client gone or bridge stopping)."""
-
-
-class LatestMailbox(Generic[T]):
-    """A one-item slot holding the newest value; counts what it overwrites.
-
-    ``put`` never blocks. ``get`` waits for a value, but not before ``not_before``
-    (CLOCK_MONOTONIC s) - the client's rate limit.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
-        self._item: T | None = None
-        self._closed = False
-        self._pacing_until = 0.0
-        self._waiting = False
-        self.dropped = 0
-        self.skipped = 0
-        self.delivered = 0
-        self.offered = 0
-
-    def put(self, item: T) -> None:
-        with self._cond:
-            if self._closed:
-                return
-            self.offered += 1
-            if self._item is not None:
-                if self._waiting and time.monotonic() < self._pacing_until:
-                    self.skipped += 1
-                else:
-                    self.dropped += 1
-            self._item = item
-            self._cond.notify()
-
-    def get(self, timeout_s: float, not_before: float = 0.0) -> T | None:
-        """The newest item, waiting at most ``timeout_s``; None on timeout.
-
-        Raises :class:`MailboxClosed` once closed.
-        """
-        deadline = time.monotonic() + timeout_s
-        with self._cond:
-            self._waiting = True
-            self._pacing_until = not_before
-            try:
-                while True:
-                    if self._closed:
-                        raise MailboxClosed
-                    now = time.monotonic()
-                    if self._item is not None and now >= not_before:
-                        item, self._item = self._item, None
-                        self.delivered += 1
-                        return item
-                    if now >= deadline:
-                        return None
-                    wake = deadline if self._item is None else min(deadline, not_before)
-                    self._cond.wait(max(0.0, wake - now))
-            finally:
-                self._waiting = False
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._item = None
-            self._cond.notify_all()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
 
 class Hub(Generic[T]):

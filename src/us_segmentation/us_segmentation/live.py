@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 from us_frame_channel.imageops import grey_roi
-from us_frame_channel.latest import LatestSlot
+from us_frame_channel.latest import LatestMailbox
 from us_frame_channel.layout import FrameInfo
 
 from us_frame_channel import ChannelConfig, ChannelError, FrameReader, FrameWriter, PixelFormat
@@ -256,22 +256,22 @@ class TopicInput:
     def __init__(self, name: str) -> None:
         self.name = name
         self.reopens = 0
-        self._slot: LatestSlot[tuple[np.ndarray, FrameInfo]] = LatestSlot()
+        self._slot: LatestMailbox[tuple[np.ndarray, FrameInfo]] = LatestMailbox()
         self.waiting = f"waiting for frames on '{name}'"
 
     @property
     def skipped(self) -> int:
-        return self._slot.superseded
+        return self._slot.dropped + self._slot.skipped
 
     @property
     def received(self) -> int:
-        return self._slot.put_count
+        return self._slot.offered
 
     def put(self, array: np.ndarray, info: FrameInfo) -> None:
         self._slot.put((array, info))
 
     def read(self, timeout_s: float) -> tuple[NDArray[np.uint8], FrameInfo] | None:
-        item = self._slot.take(timeout_s)
+        item = self._slot.get(timeout_s)
         if item is None:
             return None
         self.waiting = ""

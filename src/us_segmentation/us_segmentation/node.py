@@ -271,7 +271,7 @@ class SegmentationNode(UsLifecycleNode):
                 source_seq=r.source_seq,
                 source_epoch=r.source_epoch,
             )
-            mask_topic.offer(ref, full)
+            mask_topic.offer(ref, full, copy=False)  # `full` is ours alone
         if pub is not None:
             m = SegmentationResult()
             m.header.stamp = stamp(r.host_timestamp_ns)
