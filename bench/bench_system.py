@@ -299,6 +299,7 @@ class Bench:
             f"grpc_bridge.masks_channel={self.masks_ch}",
             f"grpc_bridge.port={self.port}",
             "grpc_bridge.igtl_port=0",
+            *a.set,
         ]
         args = ["--nodes", ",".join(NODES), "--namespace", self.ns, "--respawn"]
         for s in sets:
@@ -602,6 +603,13 @@ def main() -> int:
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--seed", type=int, default=7, help="simulated patient")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "system.json"))
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NODE.PARAM=VALUE",
+        help="extra us-run parameter override (repeatable), e.g. segmentation.threads=1",
+    )
     p.add_argument("--log", default="", help="file for the graph's output (default: a temp dir)")
     a = p.parse_args()
     if a.quick:
@@ -650,7 +658,8 @@ def main() -> int:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}",
         "graph": f"us-run --respawn: {', '.join(NODES)}; simulator {a.width}x{a.height} at "
-        f"{a.fps:g} fps, seed {a.seed}; gRPC viewer: combined JPEG + PNG mask at 15 Hz",
+        f"{a.fps:g} fps, seed {a.seed}; gRPC viewer: combined JPEG + PNG mask at 15 Hz"
+        + "".join(f"; --set {s}" for s in a.set),
         **_remote_figures(Path(a.out).with_name("cross_host.json")),
         "soak_min": a.soak_min,
         "rss_growth_pct": result.get("rss_growth_pct"),
