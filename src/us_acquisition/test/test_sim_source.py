@@ -83,3 +83,50 @@ def test_screen_mode_reports_its_roi() -> None:
     assert 0 < x and 0 < y and x + w <= 1920 and y + h <= 1080
     f = src.read(1.0)
     assert f is not None and f.image.shape == (1080, 1920)
+
+
+class _Clock:
+    """A monotonic clock the test moves; ``sleep`` advances it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, s: float) -> None:
+        self.now += max(0.0, s)
+
+
+@pytest.mark.parametrize(("queue", "lost"), [(2, 2), (1, 3), (4, 0)])
+def test_a_late_reader_loses_frames_only_past_the_grabber_queue(
+    monkeypatch: pytest.MonkeyPatch, queue: int, lost: int
+) -> None:
+    """Frames captured while the reader was busy wait in a queue of ``queue_frames``,
+    keep their capture stamps, and only the ones beyond it are lost (and counted)."""
+    import us_acquisition.sources.sim_source as mod
+
+    clock = _Clock()
+    monkeypatch.setattr(mod.time, "monotonic", clock.monotonic)
+    monkeypatch.setattr(mod.time, "sleep", clock.sleep)
+    fps = 8.0  # period 0.125 s: exact in binary
+    src = _source(fps=fps, realtime=True, queue_frames=queue)
+    src.open()
+    first = src.read(1.0)
+    assert first is not None and first.device_timestamp_ns == 0
+    # the reader is busy for 4 periods and 0.01 s: frames 1..4 were captured meanwhile
+    clock.now += 4 / fps + 0.01
+    stamps = []
+    for _ in range(5 - lost):
+        f = src.read(1.0)
+        assert f is not None
+        stamps.append(f.device_timestamp_ns)
+    assert src.stats.dropped == lost
+    # the oldest waiting frames are the lost ones; the rest arrive with their capture stamps
+    assert stamps == [round(k / fps * 1e9) for k in range(1 + lost, 6)]
+    assert clock.now == pytest.approx(1000.0 + 5 / fps)  # caught up: frame 5 on time
+
+
+def test_queue_frames_out_of_range_is_a_clear_error() -> None:
+    with pytest.raises(SourceError, match="queue_frames"):
+        _source(queue_frames=0)

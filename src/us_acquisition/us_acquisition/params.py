@@ -152,6 +152,13 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "sim_time_offset_ms", 0.0, "simulator: video-to-tracker time offset, ms", -500.0, 500.0
     ),
+    ParamSpec(
+        "sim_queue_frames",
+        2,
+        "simulator: frames its grabber queue holds before it loses the oldest (frames_dropped)",
+        1,
+        64,
+    ),
 )
 
 SPECS = spec_table(PARAMETERS)

@@ -175,6 +175,7 @@ def grpc_frames(target: str, n: int, deadline_s: float) -> list[Any]:
 def test_whole_graph_end_to_end() -> None:
     from us_acquisition.node_common import LATCHED
     from us_acquisition.ros_testing import RosProbe
+    from visualization_msgs.msg import Marker
 
     from us_interfaces.msg import NodeStatus, ReconstructionInfo
     from us_interfaces.srv import GetVolume
@@ -225,6 +226,16 @@ def test_whole_graph_end_to_end() -> None:
             assert res.success, res.message
             assert min(res.volume.dims) > 0 and len(res.volume.intensity) > 0
             assert max(res.volume.intensity) > 0  # not an empty grid
+
+            # RViz's thyroid mesh: a subscriber that joins now gets the latest mesh
+            mesh = probe.subscribe(Marker, "reconstruction/thyroid_mesh", LATCHED)
+            assert probe.spin_until(lambda: bool(mesh) and len(mesh[-1].points) > 0, 20), (
+                info[-1],
+                graph.text,
+            )
+            m = mesh[-1]
+            assert m.type == Marker.TRIANGLE_LIST and len(m.points) % 3 == 0
+            assert m.header.frame_id == info[-1].header.frame_id
 
             # a gRPC client receives frames
             msgs = grpc_frames(f"127.0.0.1:{port}", 5, 20)

@@ -21,6 +21,7 @@ Services: ~/reset (Trigger), ~/save (SaveVolume), ~/get_volume (GetVolume),
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,9 @@ class ReconstructionNode(UsLifecycleNode):
         self._mask_rx: TopicReceiver | None = None
         self._last_plane = 0.0
         self._last_cloud = 0.0
+        self._surface: SurfaceResult | None = None  # latest, from the surface thread
+        self._mesh_sent: SurfaceResult | None = None  # last one published as a Marker
+        self._mesh_lock = threading.Lock()
         self._srv_group = ReentrantCallbackGroup()
         # /tf and /tf_static in a thread of their own (node_common.TopicReceiver)
         self._tf_rx = TopicReceiver(self, TFMessage, "/tf", self._on_tf, 200, suffix="tf")
@@ -334,12 +338,14 @@ class ReconstructionNode(UsLifecycleNode):
         live, self._live = self._live, None
         if live is not None:
             live.close()
-        for key, pub in list(self._pubs.items()):
-            if key == "static":
-                self.destroy_publisher(pub)
-            else:
-                self.destroy_lifecycle_publisher(pub)
-        self._pubs = {}
+        with self._mesh_lock:
+            for key, pub in list(self._pubs.items()):
+                if key == "static":
+                    self.destroy_publisher(pub)
+                else:
+                    self.destroy_lifecycle_publisher(pub)
+            self._pubs = {}
+            self._surface = self._mesh_sent = None
 
     # -- mask_transport topic (receiver thread) ---------------------------------------------
     def _on_mask_msg(self, msg: Frame) -> None:
@@ -371,19 +377,8 @@ class ReconstructionNode(UsLifecycleNode):
 
     def _on_surface(self, s: SurfaceResult) -> None:
         now_msg = self.get_clock().now().to_msg()
-        mesh_pub = self._pubs.get("mesh")
-        if mesh_pub is not None:
-            m = Marker()
-            m.header.frame_id = self._p("world_frame")
-            m.header.stamp = now_msg
-            m.ns, m.id = "thyroid", 0
-            m.type, m.action = Marker.TRIANGLE_LIST, Marker.ADD
-            m.pose.orientation.w = 1.0
-            m.scale.x = m.scale.y = m.scale.z = 1.0
-            m.color = ColorRGBA(r=0.9, g=0.45, b=0.3, a=0.8)
-            v: Any = s.vertices_mm[s.triangles.ravel()] / 1000.0 if len(s.triangles) else []
-            m.points = [Point(x=float(p[0]), y=float(p[1]), z=float(p[2])) for p in v]
-            mesh_pub.publish(m)
+        self._surface = s
+        self._publish_mesh()
         period = float(self._p("cloud_period_s"))
         cloud_pub = self._pubs.get("cloud")
         now = time.monotonic()
@@ -391,6 +386,29 @@ class ReconstructionNode(UsLifecycleNode):
             self._last_cloud = now
             self._publish_cloud(cloud_pub, now_msg)
         self._publish_info()
+
+    def _publish_mesh(self) -> None:
+        """The latest thyroid mesh as a Marker, built only while someone subscribes (RViz):
+        its list of Point messages costs ~1 us per vertex in Python, every surface update.
+        A subscriber that joins later gets the latest mesh from the status timer."""
+        with self._mesh_lock:  # the surface thread, the status timer and the teardown
+            pub, s = self._pubs.get("mesh"), self._surface
+            if pub is None or s is None or s is self._mesh_sent:
+                return
+            if pub.get_subscription_count() == 0:
+                return
+            self._mesh_sent = s
+            m = Marker()
+            m.header.frame_id = self._p("world_frame")
+            m.header.stamp = self.get_clock().now().to_msg()
+            m.ns, m.id = "thyroid", 0
+            m.type, m.action = Marker.TRIANGLE_LIST, Marker.ADD
+            m.pose.orientation.w = 1.0
+            m.scale.x = m.scale.y = m.scale.z = 1.0
+            m.color = ColorRGBA(r=0.9, g=0.45, b=0.3, a=0.8)
+            v: Any = s.vertices_mm[s.triangles.ravel()] / 1000.0 if len(s.triangles) else []
+            m.points = [Point(x=float(p[0]), y=float(p[1]), z=float(p[2])) for p in v]
+            pub.publish(m)
 
     def _publish_cloud(self, pub: Any, now_msg: Any) -> None:
         live = self._live
@@ -590,6 +608,7 @@ class ReconstructionNode(UsLifecycleNode):
                 s.values.append(KeyValue(key=f"skipped_{k}", value=str(v)))
             self._publish_info()
         self._status_pub.publish(s)
+        self._publish_mesh()  # to a subscriber that joined since the last surface
 
 
 def main(args: list[str] | None = None) -> int:

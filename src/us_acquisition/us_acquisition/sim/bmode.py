@@ -46,6 +46,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
+from .kernels import correlate_cols, correlate_rows, cumsum_rows_exclusive
+from .kernels import warmup as _warmup_kernels
 from .phantom import Tissue
 
 __all__ = [
@@ -304,6 +306,7 @@ class BModeSimulator:
         noise_pow = 0.5 * (nz[0] ** 2 + nz[1] ** 2)
         self._noise_db = (10.0 * np.log10(noise_pow + 1e-6) + p.noise_floor_db).astype(np.float32)
         self._chrome: NDArray[np.uint8] | None = None
+        _warmup_kernels()  # compiled (or loaded) now, not in the first frame
         if p.screen:
             self._chrome = self._make_chrome()
 
@@ -413,8 +416,9 @@ class BModeSimulator:
             re[1:] += s_itf
 
         # PSF: separable convolution (axial along rows, lateral along columns).
-        ndimage.correlate1d(ri, self.k_ax, axis=1, output=self._ri2, mode="nearest")
-        ndimage.correlate1d(self._ri2, self.k_lat, axis=2, output=ri, mode="nearest")
+        for c in (0, 1):
+            correlate_rows(ri[c], self.k_ax, self._ri2[c])
+            correlate_cols(self._ri2[c], self.k_lat, ri[c])
         inten = self._f
         np.multiply(re, re, out=inten)
         inten += im * im
@@ -422,18 +426,16 @@ class BModeSimulator:
 
         # Attenuation (exclusive cumulative sum down each column) and TGC, in dB.
         att = np.take(self._att_lut, labels)
-        ndimage.correlate1d(att, self._k_att, axis=1, output=att, mode="nearest")
+        correlate_cols(att, self._k_att, att)
         cum = self._ri2[0]
-        cum[0] = 0.0
-        for r in range(1, cum.shape[0]):  # row loop: ~7x faster than cumsum(axis=0)
-            np.add(cum[r - 1], att[r - 1], out=cum[r])
+        cumsum_rows_exclusive(att, cum)
         db = self._ri2[1]
         raw_db: NDArray[np.float32] | None = None
         if return_envelope:
             raw_db = np.log10(inten) * np.float32(10.0) - cum + self._tgc_db
         if self.params.display_smoothing:
-            ndimage.correlate1d(inten, self._k_smooth, axis=0, output=db, mode="nearest")
-            ndimage.correlate1d(db, self._k_smooth, axis=1, output=inten, mode="nearest")
+            correlate_rows(inten, self._k_smooth, db)
+            correlate_cols(db, self._k_smooth, inten)
         np.log10(inten, out=db)
         db *= np.float32(10.0)
         db -= cum

@@ -10,6 +10,12 @@ a robot raster), back and forth while ``loop`` is on. Every frame carries:
   frame) stamped on the tracker's own clock, which the node publishes on TF.
 
 Timestamps are wall-clock (CLOCK_REALTIME) of the simulated capture: ``t0 + t``.
+
+With ``realtime`` the source behaves like a grabber with a queue of ``queue_frames``
+captured frames (the GStreamer grabbers' appsink keeps 2): a frame captured at ``t0 + t``
+is rendered and delivered with that stamp even when the reader comes late, until more than
+``queue_frames`` frames are waiting; then the oldest are lost and counted in
+``stats.dropped``, as a grabber's full queue loses them.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ class SimulatorSource(FrameSource):
         tracker_noise_deg: float = 0.1,
         sweep_duration_s: float = 8.0,
         phantom_spacing_mm: float = 0.25,
+        queue_frames: int = 2,
     ) -> None:
         super().__init__()
         if sweep not in SWEEPS:
@@ -74,6 +81,9 @@ class SimulatorSource(FrameSource):
         self.tracker_rate_hz, self.time_offset_ms = float(tracker_rate_hz), float(time_offset_ms)
         self.noise_mm, self.noise_deg = float(tracker_noise_mm), float(tracker_noise_deg)
         self.sweep_duration_s = float(sweep_duration_s)
+        if not 1 <= int(queue_frames) <= 64:
+            raise SourceError(f"sim queue_frames must be 1..64, got {queue_frames}")
+        self.queue_frames = int(queue_frames)
         self.phantom_spacing_mm = float(phantom_spacing_mm)
         self.phantom: NeckPhantom | None = None
         self.simulator: BModeSimulator | None = None
@@ -97,6 +107,7 @@ class SimulatorSource(FrameSource):
             loop=p["loop"],
             tracker_rate_hz=p.get("sim_tracker_rate_hz", 120.0),
             time_offset_ms=p.get("sim_time_offset_ms", 0.0),
+            queue_frames=p.get("sim_queue_frames", 2),
         )
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -185,10 +196,13 @@ class SimulatorSource(FrameSource):
             if due > now:
                 time.sleep(due - now)
             else:
-                late = int((now - due) * self.fps)
-                if late:  # rendering fell behind: a grabber would drop these frames
-                    self.stats.dropped += late
-                    self._index += late
+                # frames captured by now, from this one on; a grabber's queue holds the
+                # newest queue_frames of them and has lost the older ones
+                waiting = int((now - due) * self.fps) + 1
+                lost = waiting - self.queue_frames
+                if lost > 0:
+                    self.stats.dropped += lost
+                    self._index += lost
                     t = self._index / self.fps
         self._index += 1
         pose = self._true_poses(np.array([t + self.time_offset_ms / 1000.0]))[0]
