@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable
 
 import numpy as np
+import pytest
 from us_reconstruction.compounding import Compounder
 from us_reconstruction.live import ImagePlacement, LiveReconstructor, top_center_T_probe_image
 from us_reconstruction.poses import POSE_GAP, POSE_STALE, PoseBuffer
@@ -212,3 +213,28 @@ def test_masks_handed_in_by_a_feed_pair_like_channel_masks() -> None:
     finally:
         live.close()
         fw.close()
+
+
+def test_background_thread_priority_is_lowered_for_that_thread_only() -> None:
+    import os
+    import sys
+    import threading
+
+    from us_reconstruction.live import lower_thread_priority
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("per-thread nice values are a Linux feature")
+    me = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    seen: dict[str, int | None] = {}
+
+    def worker() -> None:
+        tid = threading.get_native_id()
+        seen["returned"] = lower_thread_priority(3)
+        seen["now"] = os.getpriority(os.PRIO_PROCESS, tid)
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    assert seen["returned"] == seen["now"] == min(19, me + 3)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == me  # caller unchanged
+    assert lower_thread_priority(0) is None

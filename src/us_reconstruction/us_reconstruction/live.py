@@ -11,7 +11,9 @@
   whose mask never comes (segmentation skipped it) is compounded without labels.
 * ``surface``: every ``surface_period_s``, a copy of the thyroid vote fraction becomes a
   mesh (marching cubes) with its volume in mL and the clinical ellipsoid estimate, so the
-  compounding never waits for it.
+  compounding never waits for it. It runs ``surface_nice`` steps below the process's
+  priority (Linux: a thread's own nice value), so these bursts of background work yield
+  the CPU to compounding and to the other nodes' streaming paths.
 
 Coordinates: the volume is in the world frame (``world_frame``, e.g. the tracker's or the
 robot base's), in mm. ``T_world_image = T_world_probe(t) @ T_probe_image``.
@@ -19,6 +21,7 @@ robot base's), in mm. ``T_world_image = T_world_probe(t) @ T_probe_image``.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import OrderedDict, deque
@@ -180,6 +183,20 @@ def measure_thyroid(
     return verts, tris, mesh_volume_ml(verts, tris), float(ell_ml), list(lobes), mask
 
 
+def lower_thread_priority(steps: int) -> int | None:
+    """Raise the calling thread's nice value by ``steps`` (at most 19), on Linux where nice
+    is per thread; returns the new value, or None where that is not possible."""
+    if steps <= 0 or not hasattr(os, "setpriority"):
+        return None
+    tid = threading.get_native_id()
+    try:
+        nice = min(19, os.getpriority(os.PRIO_PROCESS, tid) + steps)
+        os.setpriority(os.PRIO_PROCESS, tid, nice)
+    except OSError:
+        return None
+    return nice
+
+
 class LiveReconstructor:
     """Compound the live frame (+ mask) stream into a volume.
 
@@ -218,6 +235,7 @@ class LiveReconstructor:
         mask_wait_ms: float = 500.0,
         thyroid_class: int = 1,
         surface_period_s: float = 2.0,
+        surface_nice: int = 10,
         surface_level: float = 0.5,
         fill_holes_radius_vox: int = 2,
         reopen_after_s: float = 2.0,
@@ -241,6 +259,7 @@ class LiveReconstructor:
         self.mask_wait_ns = int(mask_wait_ms * 1e6)
         self.thyroid_class = thyroid_class
         self.surface_period_s = surface_period_s
+        self.surface_nice = surface_nice
         self.surface_level = surface_level
         self.fill_holes_radius_vox = fill_holes_radius_vox
         self.reopen_after_s = reopen_after_s
@@ -488,6 +507,7 @@ class LiveReconstructor:
 
     # -- surface thread --------------------------------------------------------------------
     def _surface_loop(self) -> None:
+        lower_thread_priority(self.surface_nice)
         while not self._stop.wait(self.surface_period_s):
             if self._version == self._surface_version:
                 continue

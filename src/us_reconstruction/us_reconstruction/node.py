@@ -260,6 +260,7 @@ class ReconstructionNode(UsLifecycleNode):
                 pose_wait_ms=self._p("pose_wait_ms"),
                 mask_wait_ms=self._p("mask_wait_ms"),
                 surface_period_s=self._p("surface_period_s"),
+                surface_nice=self._p("surface_nice"),
                 surface_level=self._p("surface_level"),
                 fill_holes_radius_vox=self._p("fill_holes_radius_vox"),
                 on_placed=self._on_placed,

@@ -154,6 +154,13 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ),
     ParamSpec("surface_period_s", 2.0, "thyroid mesh + volume update period, s", 0.2, 600.0),
     ParamSpec(
+        "surface_nice",
+        10,
+        "nice steps of the mesh + volume thread below the node (background work yields)",
+        0,
+        19,
+    ),
+    ParamSpec(
         "surface_level", 0.5, "iso-level of the thyroid vote fraction", 0.05, 0.95, live=True
     ),
     ParamSpec("cloud_period_s", 2.0, "volume PointCloud2 period, s (0 = off)", 0.0, 600.0),

@@ -13,7 +13,7 @@ from pathlib import Path
 __all__ = ["DEFAULT_MODEL", "default_model_dir"]
 
 #: Name of the model shipped with the package (``models/<name>/``).
-DEFAULT_MODEL = "thyroid_unet_v2"
+DEFAULT_MODEL = "thyroid_unet_v3"
 
 
 def default_model_dir(name: str = DEFAULT_MODEL) -> Path:

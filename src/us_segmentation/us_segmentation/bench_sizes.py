@@ -16,7 +16,7 @@ from .model import UNet, count_parameters
 
 __all__ = ["main"]
 
-CONFIGS = [(8, 144, 192), (16, 96, 128), (16, 144, 192), (16, 192, 256)]
+CONFIGS = [(8, 96, 128), (12, 96, 128), (8, 144, 192), (16, 96, 128), (16, 144, 192)]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -56,7 +56,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "inference device: auto = cuda when available, else cpu",
         choices=("auto", "cpu", "cuda"),
     ),
-    ParamSpec("threads", 2, "torch / ONNX Runtime intra-op threads (0 = library default)", 0, 64),
+    ParamSpec("threads", 1, "torch / ONNX Runtime intra-op threads (0 = library default)", 0, 64),
     ParamSpec("fill_holes", True, "fill holes enclosed by each class", live=True),
     ParamSpec(
         "largest_component", False, "keep only the largest component of each class", live=True
