@@ -5,9 +5,9 @@ Starts the whole graph with ``us-run --respawn`` (acquisition on the simulator, 
 its own, plus a remote viewer streaming frame + mask + pose over gRPC (JPEG + PNG, 15 Hz,
 like ``us-demo``), and watches it for ``--soak-min`` minutes:
 
-* RSS of every node process (psutil; the runner's children, found by ``__node:=<name>`` on
-  their command line) every ``sample_s`` (10 s; 5 s with ``--quick``; shorter
-  when a window would hold fewer than 3 samples);
+* RSS of every node process (psutil; the pid the runner last started each node with;
+  the warm spares of ``--respawn`` are not counted) every ``sample_s`` (10 s; 5 s with
+  ``--quick``; shorter when a window would hold fewer than 3 samples);
   ``rss_growth_pct`` = 100 * (mean total node RSS over the last window / mean over the
   first window - 1), windows of ``window_s`` = min(300 s, (soak - warm-up) / 3) starting
   after a warm-up of min(60 s, 20 % of the soak): with the default 30 min, the last 5 min
@@ -208,22 +208,20 @@ class Viewer:
             self._stop.wait(0.2)
 
 
-def _node_processes(runner_pid: int) -> dict[str, Any]:
+def _node_processes(graph: GraphProcess) -> dict[str, Any]:
+    """The live process of each node: the pid the runner last started it with (a warm
+    spare of ``--respawn`` has the same command line, so command lines do not tell)."""
     import psutil
 
     out: dict[str, Any] = {}
-    try:
-        kids = psutil.Process(runner_pid).children(recursive=True)
-    except psutil.Error:
-        return out
-    for p in kids:
+    for n in NODES:
+        pids = graph.pids(n)
+        if not pids:
+            continue
         try:
-            cmd = p.cmdline()
+            out[n] = psutil.Process(pids[-1])
         except psutil.Error:
             continue
-        for n in NODES:
-            if f"__node:={n}" in cmd:
-                out[n] = p
     return out
 
 
@@ -339,7 +337,7 @@ class Bench:
         import psutil
 
         t0 = time.monotonic()
-        procs = _node_processes(self.graph.proc.pid)
+        procs = _node_processes(self.graph)
         me = psutil.Process()
         cpu0, me0 = _cpu_s(procs), sum(me.cpu_times()[:2])
         rss: list[tuple[float, dict[str, float]]] = []
@@ -354,7 +352,7 @@ class Bench:
                 vol_p95.append((now - t0, float(self.info_rx[-1][1].latency_p95_ms)))
             if now >= next_sample:
                 next_sample += sample_s
-                rss.append((now - t0, _rss_mb(_node_processes(self.graph.proc.pid))))
+                rss.append((now - t0, _rss_mb(_node_processes(self.graph))))
             if now >= next_print:
                 next_print += 30.0
                 lat = [v for t, v in self.watch.mask_lat if t > now - 30]

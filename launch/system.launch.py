@@ -1,8 +1,10 @@
 """Start the tracked-ultrasound graph: ``ros2 launch us_bringup system.launch.py``.
 
 Every node is a lifecycle node started with its YAML from ``config/`` (installed into
-``share/us_bringup/config``) and brought to active automatically. Without ROS 2 installed
-(``launch``/``launch_ros`` are not on PyPI) the same graph starts with ``us-run``.
+``share/us_bringup/config``); with ``autostart`` (default) each brings itself to active
+(its ``autostart`` parameter), so a node restarted by ``respawn`` comes back active too.
+Without ROS 2 installed (``launch``/``launch_ros`` are not on PyPI) the same graph starts
+with ``us-run``.
 """
 
 import os
@@ -10,19 +12,14 @@ import os
 from ament_index_python.packages import get_package_share_directory
 from launch.actions import (
     DeclareLaunchArgument,
-    EmitEvent,
     GroupAction,
-    RegisterEventHandler,
     SetEnvironmentVariable,
 )
 from launch.conditions import IfCondition
-from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
 from launch_ros.actions import LifecycleNode
 from launch_ros.actions import Node as LaunchNode
-from launch_ros.event_handlers import OnStateTransition
-from launch_ros.events.lifecycle import ChangeState
-from lifecycle_msgs.msg import Transition
+from launch_ros.parameter_descriptions import ParameterValue
 
 from launch import LaunchDescription
 
@@ -62,6 +59,9 @@ def _lifecycle_node(name, package, executable, params_file):
         parameters=[
             PathJoinSubstitution([LaunchConfiguration("config_dir"), params_file]),
             overrides,
+            # the node configures and activates itself, also when respawned (a launch event
+            # would only drive the first process)
+            {"autostart": ParameterValue(LaunchConfiguration("autostart"), value_type=bool)},
         ],
         arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
         respawn=LaunchConfiguration("respawn"),
@@ -69,29 +69,7 @@ def _lifecycle_node(name, package, executable, params_file):
         output="screen",
         condition=IfCondition(enabled),
     )
-    configure = EmitEvent(
-        event=ChangeState(
-            lifecycle_node_matcher=matches_action(node),
-            transition_id=Transition.TRANSITION_CONFIGURE,
-        ),
-        condition=IfCondition(LaunchConfiguration("autostart")),
-    )
-    activate = RegisterEventHandler(
-        OnStateTransition(
-            target_lifecycle_node=node,
-            goal_state="inactive",
-            entities=[
-                EmitEvent(
-                    event=ChangeState(
-                        lifecycle_node_matcher=matches_action(node),
-                        transition_id=Transition.TRANSITION_ACTIVATE,
-                    )
-                )
-            ],
-        ),
-        condition=IfCondition(LaunchConfiguration("autostart")),
-    )
-    return [activate, node, configure]
+    return [node]
 
 
 def generate_launch_description():

@@ -192,6 +192,29 @@ class UsLifecycleNode(LifecycleNode):
     _state_label = "unconfigured"
     _last_error = ""
 
+    def __init__(self, node_name: str, **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self.declare_parameter(
+            "autostart",
+            False,
+            ParameterDescriptor(
+                description="configure and activate by itself once constructed (a respawned "
+                "process of us-run --respawn; ros2 launch without a lifecycle manager)",
+                read_only=True,
+            ),
+        )
+        # fires once the executor spins, i.e. after the subclass's constructor has finished
+        self._autostart_timer = self.create_timer(0.0, self._autostart)
+
+    def _autostart(self) -> None:
+        self._autostart_timer.cancel()
+        self.destroy_timer(self._autostart_timer)
+        if not self.get_parameter("autostart").value:
+            return
+        self.get_logger().info("autostart: configure, then activate")
+        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
+
     def _p(self, name: str) -> Any:
         """A parameter's value (lists as lists, not ``array.array``)."""
         return plain(self.get_parameter(name).value)

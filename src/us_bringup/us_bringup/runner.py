@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import standby
 from .graph import DEFAULT_NAMESPACE, GRAPH, NODES, NodeEntry
 
 
@@ -76,6 +77,12 @@ _START_STATE = {"configure": 1, "activate": 2}
 _END_STATE = {"configure": 2, "activate": 3}
 #: s without an answer to a transition before the node is asked whether it got it
 _RESEND_CHECK_S = 1.0
+#: lifecycle state id of ACTIVE (lifecycle_msgs/State, us_interfaces/NodeStatus)
+_STATE_ACTIVE = 3
+#: node arguments of a respawned process (after --ros-args): it activates by itself
+AUTOSTART = ("-p", "autostart:=true")
+#: warm spares of a node that die unused before the runner stops making them
+_MAX_SPARE_FAILURES = 3
 
 
 def _ros_value(entry: NodeEntry, name: str, text: str) -> str:
@@ -107,6 +114,10 @@ class Child:
     proc: subprocess.Popen[str] | None = None
     restarts: int = 0
     threads: list[threading.Thread] = field(default_factory=list)
+    #: warm spare (``us_bringup.standby``) that takes over when ``proc`` dies
+    spare: subprocess.Popen[str] | None = None
+    spare_ready: threading.Event = field(default_factory=threading.Event)
+    spare_failures: int = 0
 
 
 class Runner:
@@ -115,6 +126,11 @@ class Runner:
         self.ns = "/" + args.namespace.strip("/") if args.namespace.strip("/") else ""
         self.stopping = threading.Event()
         self.teardown_hung = False  # the DDS teardown did not finish (see shut_down)
+        #: warm spares: with --respawn unless --no-standby
+        self.standby = bool(getattr(args, "respawn", False)) and not getattr(
+            args, "no_standby", False
+        )
+        self._status_subs: dict[str, tuple[Any, list[tuple[int, int]]]] = {}
         self.children: list[Child] = []
         self.lock = threading.Lock()
         self._rclpy: Any = None
@@ -125,8 +141,11 @@ class Runner:
         with self.lock:
             print(f"[us-run] {text}", flush=True)
 
-    def _pump(self, child: Child, stream: Any) -> None:
+    def _pump(self, child: Child, stream: Any, spare: bool = False) -> None:
         for line in stream:
+            if spare and not child.spare_ready.is_set() and line.strip() == standby.READY:
+                child.spare_ready.set()
+                continue
             with self.lock:
                 sys.stdout.write(f"[{child.entry.name}] {line}")
                 sys.stdout.flush()
@@ -147,9 +166,9 @@ class Runner:
                 cmd += ["-p", f"{key}:={_ros_value(entry, key, value)}"]
         return cmd
 
-    def start(self, child: Child) -> None:
+    def start(self, child: Child, extra: tuple[str, ...] = ()) -> None:
         child.proc = subprocess.Popen(
-            child.args,
+            [*child.args, *extra],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -160,6 +179,79 @@ class Runner:
         t.start()
         child.threads.append(t)
         self.say(f"started {child.entry.name} (pid {child.proc.pid})")
+
+    # -- warm spares (--respawn) ---------------------------------------------------------------
+    def start_spare(self, child: Child) -> None:
+        """A process that has imported the node's code and waits (``us_bringup.standby``)."""
+        child.spare_ready.clear()
+        child.spare = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "us_bringup.standby",
+                child.entry.executable,
+                *child.args[1:],
+                *AUTOSTART,
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+            start_new_session=True,
+        )
+        t = threading.Thread(target=self._pump, args=(child, child.spare.stdout, True), daemon=True)
+        t.start()
+        child.threads.append(t)
+
+    def tend_spares(self) -> None:
+        """Keep a warm spare per node, warming one at a time: each is seconds of CPU
+        (imports) that the running graph would otherwise feel all at once."""
+        if not self.standby:
+            return
+        for c in self.children:
+            if c.spare is not None and c.spare.poll() is None and not c.spare_ready.is_set():
+                return  # one is warming up
+        for c in self.children:
+            if c.spare is not None and c.spare.poll() is None:
+                continue
+            if c.spare is not None:  # died before it was needed
+                c.spare_failures += 1
+                c.spare = None
+                if c.spare_failures == _MAX_SPARE_FAILURES:
+                    self.say(f"{c.entry.name}: its warm spare keeps failing; respawns start fresh")
+            if c.spare_failures >= _MAX_SPARE_FAILURES:
+                continue
+            self.start_spare(c)
+            return
+
+    def promote_spare(self, child: Child) -> bool:
+        """Make a ready spare the node's process; False (and no spare) if there is none."""
+        spare, child.spare = child.spare, None
+        if spare is None or spare.poll() is not None or not child.spare_ready.is_set():
+            if spare is not None and spare.poll() is None:
+                self._drop_spare(spare)
+            return False
+        try:
+            assert spare.stdin is not None
+            spare.stdin.write(standby.GO + "\n")
+            spare.stdin.flush()
+        except OSError:
+            self._drop_spare(spare)
+            return False
+        child.proc = spare
+        self.say(f"started {child.entry.name} (pid {spare.pid}) from its warm spare")
+        return True
+
+    @staticmethod
+    def _drop_spare(spare: subprocess.Popen[str]) -> None:
+        try:
+            if spare.stdin is not None:
+                spare.stdin.close()  # end of input: a waiting spare exits by itself
+            spare.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            spare.kill()
+            spare.wait()
 
     # -- lifecycle -----------------------------------------------------------------------
     def _ros(self) -> Any:
@@ -242,6 +334,44 @@ class Runner:
         finally:
             node.destroy_client(client)
 
+    def watch_status(self, child: Child) -> list[tuple[int, int]]:
+        """``(stamp ns, state)`` of the node's latest ``~/status`` messages, from a
+        subscription made once (at bring-up, so that it is matched before a respawn)."""
+        from us_acquisition.node_common import LATCHED
+
+        from us_interfaces.msg import NodeStatus
+
+        name = child.entry.name
+        if name not in self._status_subs:
+            stamps: list[tuple[int, int]] = []
+
+            def on_status(m: Any) -> None:
+                stamps.append((m.header.stamp.sec * 10**9 + m.header.stamp.nanosec, m.state))
+                del stamps[:-8]
+
+            sub = self._ros().create_subscription(
+                NodeStatus, f"{self.ns}/{name}/status", on_status, LATCHED
+            )
+            self._status_subs[name] = (sub, stamps)
+        return self._status_subs[name][1]
+
+    def wait_active(self, child: Child, since_ns: int) -> bool:
+        """Wait until the node's new process reports itself active (a ``~/status`` stamped
+        after ``since_ns`` with state ACTIVE): respawned processes configure and activate
+        by themselves (``autostart``), so that they work as soon as they are constructed
+        instead of when DDS discovery lets the runner's lifecycle requests reach them
+        (1-3 s on a busy machine). Bounded by ``--transition-timeout``."""
+        node = self._ros()
+        stamps = self.watch_status(child)
+        deadline = time.monotonic() + self.args.transition_timeout
+        while time.monotonic() < deadline and not self.stopping.is_set():
+            if any(t >= since_ns and st == _STATE_ACTIVE for t, st in stamps):
+                return True
+            if child.proc is not None and child.proc.poll() is not None:
+                return False
+            self._rclpy.spin_once(node, timeout_sec=0.05)
+        return False
+
     def bring_up(self, child: Child) -> bool:
         if not child.entry.lifecycle:
             return True
@@ -252,6 +382,10 @@ class Runner:
 
     def shut_down(self) -> None:
         self.stopping.set()
+        for child in self.children:
+            spare, child.spare = child.spare, None
+            if spare is not None:
+                self._drop_spare(spare)
         for child in reversed(self.children):
             proc = child.proc
             if proc is None or proc.poll() is not None:
@@ -316,6 +450,10 @@ class Runner:
                             "a node failed to come up; stopping (use --keep-going to continue)"
                         )
                         return rc
+            if self.standby:
+                for child in self.children:
+                    if child.entry.lifecycle:
+                        self.watch_status(child)
             self.say(
                 "graph is up; Ctrl-C stops it"
                 + (
@@ -336,12 +474,20 @@ class Runner:
                             self.say(
                                 f"{child.entry.name} died (exit {code}); respawn #{child.restarts}"
                             )
-                            self.start(child)
-                            self.bring_up(child)
+                            since = time.time_ns()
+                            if not self.promote_spare(child):
+                                self.start(child, AUTOSTART)
+                            if not child.entry.lifecycle:
+                                pass
+                            elif self.wait_active(child, since):
+                                self.say(f"{child.entry.name}: activate ok (autostart)")
+                            elif child.proc is not None and child.proc.poll() is None:
+                                self.bring_up(child)  # not active by itself: drive it
                         else:
                             self.say(f"{child.entry.name} exited (code {code}); stopping the graph")
                             rc = rc or 1
                             self.stopping.set()
+                self.tend_spares()
                 self.stopping.wait(0.2)
         except KeyboardInterrupt:
             pass
@@ -373,6 +519,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--duration", type=float, default=0.0, help="stop after this many s (0 = never)")
     p.add_argument("--respawn", action="store_true", help="restart nodes that die")
+    p.add_argument(
+        "--no-standby",
+        action="store_true",
+        help="with --respawn: no warm spare per node (saves its memory; a respawn then "
+        "starts a fresh process, seconds slower)",
+    )
     p.add_argument("--max-restarts", type=int, default=5)
     p.add_argument(
         "--keep-going", action="store_true", help="keep running if a node fails to come up"
