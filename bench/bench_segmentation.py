@@ -25,7 +25,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 #: Phantom seeds never used for training (1000-1013), validation or the tests (4242).
 EVAL_SEEDS = (6001, 6002, 6003)
-THREADS = 1  # torch / ONNX Runtime threads of the node (--threads; its default, threads: 1)
+DEFAULT_THREADS = 1  # the node's default (threads: 1 in config/segmentation.yaml)
+THREADS = DEFAULT_THREADS  # torch / ONNX Runtime threads of the node (--threads)
 
 
 def _pct(v: list[float], q: float) -> float:
@@ -272,7 +273,9 @@ def main() -> int:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--seconds", type=float, default=None, help="graph run per backend, s")
     p.add_argument("--out", default=str(HERE / "results" / "segmentation.json"))
-    p.add_argument("--threads", type=int, default=THREADS, help="the node's inference threads")
+    p.add_argument(
+        "--threads", type=int, default=DEFAULT_THREADS, help="the node's inference threads"
+    )
     a = p.parse_args()
     global THREADS
     THREADS = a.threads

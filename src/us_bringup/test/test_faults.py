@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -76,6 +77,10 @@ def test_killed_consumer_is_respawned_and_masks_resume() -> None:
                 lambda: _active(status, nodes) and len(w.seen.masks) > 10, 40
             ), graph.text
             old_epoch = w.seen.masks[-1][1]
+            # us-run --respawn warms a spare process per node, one at a time
+            assert probe.spin_until(
+                lambda: graph.when("segmentation: warm spare ready") is not None, 60
+            ), graph.text
             probe.spin_until(lambda: False, 1.0)
             t_before = time.monotonic()
             fps_before = _rate(w.seen.frame_rx, t_before - 2.0, t_before)
@@ -113,10 +118,14 @@ def test_killed_consumer_is_respawned_and_masks_resume() -> None:
     )
     assert rc == 0, graph.text
     assert "segmentation died (exit -9); respawn #1" in graph.text
+    # the warm spare took over and activated itself
+    assert re.search(r"started segmentation \(pid \d+\) from its warm spare", graph.text)
+    assert "segmentation: activate ok (autostart)" in graph.text
     assert fps_during >= 0.8 * FPS, (fps_before, fps_during)
     assert acq_after.frames_dropped == acq_before.frames_dropped
     assert acq_after.frames_out > acq_before.frames_out and acq_after.fps >= 0.8 * FPS
-    assert resume_s <= 5.0, resume_s  # the target is 2 s; see docs/reliability.md
+    # the target is 2 s from the kill; measured in bench_system (docs/reliability.md)
+    assert t_mask - t_kill <= 10.0 and resume_s <= 5.0, (restart_s, resume_s)
 
 
 # ------------------------------------------------------------------------------------------

@@ -145,6 +145,7 @@ class Runner:
         for line in stream:
             if spare and not child.spare_ready.is_set() and line.strip() == standby.READY:
                 child.spare_ready.set()
+                self.say(f"{child.entry.name}: warm spare ready")
                 continue
             with self.lock:
                 sys.stdout.write(f"[{child.entry.name}] {line}")
