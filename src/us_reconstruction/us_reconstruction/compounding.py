@@ -41,23 +41,17 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+from us_acquisition.jit import HAVE_NUMBA
+from us_acquisition.jit import jit as _jit
+from us_acquisition.jit import jit_inline as _jit_inline
 
 from us_reconstruction.grid import VolumeGrid, image_roi_corners
-
-_numba_njit: Any
-try:
-    from numba import njit as _numba_njit
-
-    HAVE_NUMBA = True
-except ImportError:  # pragma: no cover - exercised only without numba
-    HAVE_NUMBA = False
-    _numba_njit = None
 
 __all__ = [
     "HAVE_NUMBA",
@@ -75,20 +69,6 @@ _MODES = {"mean": 0, "max": 1, "latest": 2}
 _INTERPOLATIONS = ("nearest", "linear")
 #: Weight given to hole-filled voxels: a real pixel contribution later outweighs it 10^4:1.
 _HOLE_WEIGHT = 1e-4
-
-
-def _jit(func: Callable[..., Any]) -> Any:
-    """``numba.njit(cache=True, nogil=True)`` when numba is installed, else the function."""
-    if _numba_njit is None:
-        return func
-    return _numba_njit(cache=True, nogil=True)(func)
-
-
-def _jit_inline(func: Callable[..., Any]) -> Any:
-    """Like :func:`_jit`, inlined into the calling kernel (numba IR inlining)."""
-    if _numba_njit is None:
-        return func
-    return _numba_njit(cache=True, nogil=True, inline="always")(func)
 
 
 if not HAVE_NUMBA:  # pragma: no cover

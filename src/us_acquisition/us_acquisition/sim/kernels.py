@@ -1,7 +1,7 @@
 """Inner loops of the B-mode simulator: 1-D correlations along image rows or columns with
 "nearest" edges, and the exclusive cumulative sum down each column.
 
-They are numba ``@njit(cache=True, nogil=True)`` kernels in float32 (single thread: the
+They are numba kernels (``us_acquisition.jit``: cached, GIL released) in float32 (single thread: the
 simulator shares the machine with the graph it feeds); without numba the same operations
 run through ``scipy.ndimage.correlate1d`` and numpy (about 4x slower: the PSF of a 640x480
 frame took 7.7 ms that way, 1.4 ms here; ``python bench/bench_simulator.py`` times a whole
@@ -21,14 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
-_numba_njit: Any
-try:
-    from numba import njit as _numba_njit
-
-    HAVE_NUMBA = True
-except ImportError:  # pragma: no cover - exercised only without numba
-    HAVE_NUMBA = False
-    _numba_njit = None
+from ..jit import HAVE_NUMBA, jit
 
 __all__ = [
     "HAVE_NUMBA",
@@ -102,9 +95,10 @@ def _cumsum_nb(src: F32, out: F32) -> None:  # pragma: no cover - compiled
 
 
 def _pick(nb: Callable[..., Any], py: Callable[..., None]) -> Callable[..., None]:
-    if _numba_njit is None:  # pragma: no cover
+    """The compiled kernel, or the scipy / numpy version without numba."""
+    if not HAVE_NUMBA:  # pragma: no cover
         return py
-    jitted: Callable[..., None] = _numba_njit(cache=True, nogil=True)(nb)
+    jitted: Callable[..., None] = jit(nb)
     return jitted
 
 
