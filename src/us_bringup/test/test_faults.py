@@ -65,11 +65,13 @@ def _active(status: dict[str, list[Any]], nodes: tuple[str, ...]) -> bool:
 # (a) a consumer dies
 
 
-def test_killed_consumer_is_respawned_and_masks_resume() -> None:
+@pytest.mark.parametrize("standby", [True, False], ids=["warm-spare", "fresh-process"])
+def test_killed_consumer_is_respawned_and_masks_resume(standby: bool) -> None:
     uid = uuid.uuid4().hex[:8]
     nodes = ("acquisition", "segmentation")
     frames_ch, masks_ch = channels(uid)
-    graph = Graph([*graph_args(uid, free_port(), nodes=nodes), "--respawn"])
+    extra = ["--respawn"] if standby else ["--respawn", "--no-standby"]
+    graph = Graph([*graph_args(uid, free_port(), nodes=nodes), *extra])
     probe, status, _ = _probe(f"/sys{uid}")
     try:
         with ChannelWatcher(frames_ch, masks_ch) as w:
@@ -77,10 +79,10 @@ def test_killed_consumer_is_respawned_and_masks_resume() -> None:
                 lambda: _active(status, nodes) and len(w.seen.masks) > 10, 40
             ), graph.text
             old_epoch = w.seen.masks[-1][1]
-            # us-run --respawn warms a spare process per node, one at a time
-            assert probe.spin_until(
-                lambda: graph.when("segmentation: warm spare ready") is not None, 60
-            ), graph.text
+            if standby:  # us-run --respawn warms a spare process per node, one at a time
+                assert probe.spin_until(
+                    lambda: graph.when("segmentation: warm spare ready") is not None, 60
+                ), graph.text
             probe.spin_until(lambda: False, 1.0)
             t_before = time.monotonic()
             fps_before = _rate(w.seen.frame_rx, t_before - 2.0, t_before)
@@ -110,7 +112,8 @@ def test_killed_consumer_is_respawned_and_masks_resume() -> None:
         rc = graph.stop()
     restart_s, resume_s = t_active - t_kill, t_mask - t_active
     print(
-        f"\n(a) segmentation SIGKILL: respawned to active {restart_s:.2f} s after the kill, "
+        f"\n(a, {'warm spare' if standby else 'fresh process'}) segmentation SIGKILL: "
+        f"respawned to active {restart_s:.2f} s after the kill, "
         f"first new mask {resume_s:.2f} s after activation ({t_mask - t_kill:.2f} s after "
         f"the kill); producer {fps_before:.1f} fps before, {fps_during:.1f} fps during; "
         f"acquisition frames_dropped {acq_before.frames_dropped} -> {acq_after.frames_dropped}; "
@@ -118,8 +121,10 @@ def test_killed_consumer_is_respawned_and_masks_resume() -> None:
     )
     assert rc == 0, graph.text
     assert "segmentation died (exit -9); respawn #1" in graph.text
-    # the warm spare took over and activated itself
-    assert re.search(r"started segmentation \(pid \d+\) from its warm spare", graph.text)
+    # the warm spare (or, without spares, a fresh process) took over and activated itself
+    spare = re.search(r"started segmentation \(pid \d+\) from its warm spare", graph.text)
+    assert bool(spare) == standby, graph.text
+    assert ("warm spare ready" in graph.text) == standby
     assert "segmentation: activate ok (autostart)" in graph.text
     assert fps_during >= 0.8 * FPS, (fps_before, fps_during)
     assert acq_after.frames_dropped == acq_before.frames_dropped
