@@ -75,7 +75,7 @@ _REOPEN_AFTER_S = 2.0  # no frame for this long: reopen the channel (producer re
 
 
 class PoseSource(Protocol):
-    """What the recorder needs of a pose buffer (``us_reconstruction.poses.PoseBuffer``)."""
+    """What the recorder needs of a pose buffer (``us_acquisition.poses.PoseBuffer``)."""
 
     def can_lookup(
         self,

@@ -61,9 +61,7 @@ class _FileWrite:
 
 
 def _pose_buffer() -> Any:
-    # PoseBuffer lives in us_reconstruction (which depends on this package); imported at
-    # run time so that the pure modules of us_acquisition do not depend on it.
-    from us_reconstruction.poses import PoseBuffer
+    from .poses import PoseBuffer
 
     return PoseBuffer()
 
@@ -107,7 +105,7 @@ class RecorderNode(UsLifecycleNode):
 
     # -- TF --------------------------------------------------------------------------------
     def _on_tf(self, msg: Any, static: bool = False) -> None:
-        from us_reconstruction.poses import transform_from_ros
+        from .poses import transform_from_ros
 
         for ts in msg.transforms:
             tr, q = ts.transform.translation, ts.transform.rotation

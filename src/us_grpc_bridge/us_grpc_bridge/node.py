@@ -63,7 +63,7 @@ class RosBackend:
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
         self.statuses: dict[str, tuple[Any, float]] = {}
-        self.poses: Any = None  # us_reconstruction.poses.PoseBuffer once configured
+        self.poses: Any = None  # us_acquisition.poses.PoseBuffer once configured
 
     def _path(self, node: str, leaf: str) -> str:
         ns = self.node.get_namespace().rstrip("/")
@@ -216,7 +216,7 @@ class RosBackend:
     def T_world_probe(self, stamp_ns: int) -> tuple[Any | None, str]:
         if self.poses is None:
             return None, "no_pose_buffer"
-        from us_reconstruction.poses import PoseLookupError
+        from us_acquisition.poses import PoseLookupError
 
         p = self.node._p
         try:
@@ -277,7 +277,7 @@ class GrpcBridgeNode(UsLifecycleNode):
                 )
 
     def _on_tf(self, msg: Any, static: bool = False) -> None:
-        from us_reconstruction.poses import transform_from_ros
+        from us_acquisition.poses import transform_from_ros
 
         buf = self.backend.poses
         if buf is None:
@@ -290,7 +290,7 @@ class GrpcBridgeNode(UsLifecycleNode):
 
     def _subscribe_data(self) -> None:
         from tf2_msgs.msg import TFMessage
-        from us_reconstruction.poses import PoseBuffer
+        from us_acquisition.poses import PoseBuffer
 
         from us_interfaces.msg import ReconstructionInfo, SegmentationResult
 
