@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from us_acquisition.poses import PoseBuffer
 from us_acquisition.recorder import SequenceRecorder, check_output_path, labels_path_for
 from us_acquisition.sequence_io import read_sequence
 from us_acquisition.sources.recording import SequenceFileSource
-from us_reconstruction.poses import PoseBuffer
 
 from us_frame_channel import ChannelConfig, FrameWriter, PixelFormat
 

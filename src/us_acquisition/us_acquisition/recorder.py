@@ -46,7 +46,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -54,11 +54,11 @@ from us_frame_channel.imageops import grey_roi
 
 from us_frame_channel import ChannelError, FrameInfo, FrameReader, PixelFormat
 
+from .poses import PoseBuffer
 from .sequence_io import TrackedSequence, split_transform_name, write_sequence
 
 __all__ = [
     "SEQUENCE_EXTENSIONS",
-    "PoseSource",
     "RecorderStats",
     "RecordingResult",
     "SequenceRecorder",
@@ -72,32 +72,6 @@ SEQUENCE_EXTENSIONS = (".igs.mha", ".seq.mha", ".igs.nrrd", ".seq.nrrd")
 _EARLY_MASKS = 64  # masks kept whose frame the recorder has not read yet
 _INDEX_FRAMES = 2048  # frames (newest) a late mask can still be paired with
 _REOPEN_AFTER_S = 2.0  # no frame for this long: reopen the channel (producer restart)
-
-
-class PoseSource(Protocol):
-    """What the recorder needs of a pose buffer (``us_acquisition.poses.PoseBuffer``)."""
-
-    def can_lookup(
-        self,
-        target: str,
-        source: str,
-        stamp_ns: int,
-        *,
-        max_gap_ns: int,
-        max_age_ns: int | None = None,
-        time_offset_ns: int = 0,
-    ) -> bool: ...
-
-    def lookup(
-        self,
-        target: str,
-        source: str,
-        stamp_ns: int,
-        *,
-        max_gap_ns: int,
-        max_age_ns: int | None = None,
-        time_offset_ns: int = 0,
-    ) -> npt.NDArray[np.float64]: ...
 
 
 def check_output_path(path: str | os.PathLike[str]) -> Path:
@@ -217,7 +191,7 @@ class SequenceRecorder:
     def __init__(
         self,
         path: str | os.PathLike[str],
-        poses: PoseSource,
+        poses: PoseBuffer,
         *,
         frames_channel: str = "us/frames",
         mask_channel: str = "us/masks",
@@ -595,19 +569,17 @@ class SequenceRecorder:
         for i, rx_ns in self._pending_poses.items():
             stamp = self._stamps_ns[i]
             waited = now - rx_ns
-            if not final and waited < self.pose_wait_ns:
-                if not self.poses.can_lookup(
-                    self.world_frame, self.probe_frame, stamp, max_gap_ns=self.max_gap_ns
-                ):
-                    continue  # the pose may still arrive
-            done.append(i)
             try:
                 T = self.poses.lookup(
                     self.world_frame, self.probe_frame, stamp, max_gap_ns=self.max_gap_ns
                 )
             except LookupError:  # PoseLookupError: missing, stale, gap, invalid
+                if not final and waited < self.pose_wait_ns:
+                    continue  # the pose may still arrive
+                done.append(i)
                 self.stats.poses_invalid += 1
                 continue
+            done.append(i)
             self._T[i] = np.asarray(T, dtype=np.float64)
             self._pose_ok[i] = True
             self.stats.poses_valid += 1

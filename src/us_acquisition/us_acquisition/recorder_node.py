@@ -40,6 +40,7 @@ from .node_common import (
     refuse_change,
     spin_node,
 )
+from .poses import PoseBuffer, transform_from_ros
 from .recorder import RecordingResult, SequenceRecorder, check_output_path
 from .recorder_params import PARAMETERS, SPECS, validate
 
@@ -60,12 +61,6 @@ class _FileWrite:
     message: str = ""
 
 
-def _pose_buffer() -> Any:
-    from .poses import PoseBuffer
-
-    return PoseBuffer()
-
-
 class RecorderNode(UsLifecycleNode):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("recorder", **kwargs)
@@ -73,7 +68,7 @@ class RecorderNode(UsLifecycleNode):
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._state_label = "unconfigured"
         self._last_error = ""
-        self._poses = _pose_buffer()
+        self._poses = PoseBuffer()
         self._rec: SequenceRecorder | None = None
         self._last_result: RecordingResult | None = None
         self._writing: _FileWrite | None = None
@@ -105,8 +100,6 @@ class RecorderNode(UsLifecycleNode):
 
     # -- TF --------------------------------------------------------------------------------
     def _on_tf(self, msg: Any, static: bool = False) -> None:
-        from .poses import transform_from_ros
-
         for ts in msg.transforms:
             tr, q = ts.transform.translation, ts.transform.rotation
             try:

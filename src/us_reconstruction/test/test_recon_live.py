@@ -10,9 +10,9 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from us_acquisition.poses import POSE_GAP, POSE_STALE, PoseBuffer
 from us_reconstruction.compounding import Compounder
 from us_reconstruction.live import ImagePlacement, LiveReconstructor, top_center_T_probe_image
-from us_reconstruction.poses import POSE_GAP, POSE_STALE, PoseBuffer
 
 from us_frame_channel import ChannelConfig, FrameWriter, PixelFormat
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from us_acquisition.poses import PoseBuffer
 from us_acquisition.sequence_io import TrackedSequence, write_sequence
 from us_acquisition.sim import (
     BModeParams,
@@ -16,7 +17,6 @@ from us_acquisition.sim import (
     sample_frames,
     sample_tracker,
 )
-from us_reconstruction.poses import PoseBuffer
 from us_reconstruction.temporal_calibration import (
     estimate_time_offset,
     image_motion_signal,

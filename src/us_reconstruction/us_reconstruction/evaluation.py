@@ -5,7 +5,7 @@ Pure Python (numpy/scipy/scikit-image; torch only when ``segment=True``), no rcl
 
 :func:`simulate_sweep_reconstruction` simulates a freehand transverse sweep of a neck phantom
 with the acquisition package's simulator, attaches tracker poses to the frames through a
-:class:`~us_reconstruction.poses.PoseBuffer` (interpolated at each frame stamp, as the node
+:class:`~us_acquisition.poses.PoseBuffer` (interpolated at each frame stamp, as the node
 does) and the image calibration (:class:`~us_reconstruction.calibration.ImageCalibration`),
 segments each frame with the shipped model (or uses the simulator's ground-truth labels),
 compounds frames + masks with :class:`~us_reconstruction.compounding.Compounder`, extracts the
@@ -34,11 +34,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import ndimage
+from us_acquisition.poses import PoseBuffer, PoseLookupError
 
 from .calibration import ImageCalibration
 from .compounding import Compounder
 from .grid import VolumeGrid
-from .poses import PoseBuffer, PoseLookupError
 from .surface import (
     mesh_volume_ml,
     surface_distance_hd95_mm,

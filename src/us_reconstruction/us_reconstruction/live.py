@@ -4,7 +4,7 @@
 
 * ``compound``: reads every frame of the frame channel and every mask of the mask channel,
   pairs them by the mask header's ``source_seq``, looks the probe pose up at the frame's
-  capture stamp (:class:`~us_reconstruction.poses.PoseBuffer`, fed by the node from
+  capture stamp (:class:`~us_acquisition.poses.PoseBuffer`, fed by the node from
   ``/tf``), and compounds the frame and its mask into the volume. Frames that cannot be
   placed are skipped and counted by reason (``pose_missing``, ``pose_stale``,
   ``pose_gap``, ``pose_invalid``, ``outside_grid``, ``backlog``, ``error``). A frame
@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
+from us_acquisition.poses import PoseBuffer, PoseLookupError
 from us_frame_channel.imageops import grey_roi
 from us_frame_channel.layout import FrameInfo
 
@@ -40,7 +41,6 @@ from us_frame_channel import ChannelError, FrameReader
 from .calibration import ImageCalibration
 from .compounding import Compounder
 from .grid import VolumeGrid
-from .poses import PoseBuffer, PoseLookupError
 from .surface import mesh_volume_ml, thyroid_ellipsoid_volume, thyroid_mesh
 
 BACKLOG = "backlog"  # more than 256 frames waiting for poses/masks
@@ -209,7 +209,7 @@ class LiveReconstructor:
             segmentation on another host) instead of read from ``mask_channel``.
         world_frame / probe_frame: TF frame ids of the lookup ``T_world_probe``.
         time_offset_ms: added to the frame stamp before the pose lookup (video lags the
-            tracker by L ms -> ``-L``; see :mod:`us_reconstruction.poses`).
+            tracker by L ms -> ``-L``; see :mod:`us_acquisition.poses`).
         max_pose_gap_ms: largest tracker gap bridged by interpolation.
         max_pose_age_ms: a frame at most this much newer than the newest pose uses it.
         pose_wait_ms: how long a frame waits for its pose (TF arrives after the frame).

@@ -49,6 +49,7 @@ from us_acquisition.node_common import (
     spin_node,
     stamp,
 )
+from us_acquisition.poses import PoseBuffer, transform_from_ros
 from us_frame_channel.paramspec import plain
 from visualization_msgs.msg import Marker
 
@@ -68,7 +69,6 @@ from .live import (
 )
 from .params import PARAMETERS, SPECS, validate
 from .plus_config import PlusConfigError, load_plus_device_set
-from .poses import PoseBuffer, transform_from_ros
 
 TF_STATIC_QOS = LATCHED
 VOLUME_FORMATS = ("nrrd", "nii", "nii.gz", "mha", "ply", "stl")
@@ -303,8 +303,7 @@ class ReconstructionNode(UsLifecycleNode):
         if not parent:
             return
         from geometry_msgs.msg import TransformStamped
-
-        from .poses import transform_to_ros
+        from us_acquisition.poses import transform_to_ros
 
         T = _rpy_matrix(self._p("probe_mount_rpy_deg"), self._p("probe_mount_translation_mm"))
         t_m, q = transform_to_ros(T)

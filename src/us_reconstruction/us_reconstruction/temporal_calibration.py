@@ -103,7 +103,7 @@ class TemporalCalibrationResult:
 
 
 def lookup_time_offset_ns(offset_ms: float) -> int:
-    """``time_offset_ns`` for :meth:`us_reconstruction.poses.PoseBuffer.lookup` that corrects a
+    """``time_offset_ns`` for :meth:`us_acquisition.poses.PoseBuffer.lookup` that corrects a
     video lag of ``offset_ms`` (the pose is taken at ``stamp - offset``)."""
     return -round(offset_ms * 1e6)
 

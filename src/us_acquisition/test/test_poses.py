@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
-from us_reconstruction.poses import (
+from us_acquisition.poses import (
     POSE_GAP,
     POSE_INVALID,
     POSE_MISSING,
