@@ -478,12 +478,11 @@ class Runner:
                             since = time.time_ns()
                             if not self.promote_spare(child):
                                 self.start(child, AUTOSTART)
-                            if not child.entry.lifecycle:
-                                pass
-                            elif self.wait_active(child, since):
-                                self.say(f"{child.entry.name}: activate ok (autostart)")
-                            elif child.proc is not None and child.proc.poll() is None:
-                                self.bring_up(child)  # not active by itself: drive it
+                            if child.entry.lifecycle:
+                                if self.wait_active(child, since):
+                                    self.say(f"{child.entry.name}: activate ok (autostart)")
+                                elif child.proc is not None and child.proc.poll() is None:
+                                    self.bring_up(child)  # not active by itself: drive it
                         else:
                             self.say(f"{child.entry.name} exited (code {code}); stopping the graph")
                             rc = rc or 1
